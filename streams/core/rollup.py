@@ -1,0 +1,98 @@
+"""CEMI roll-up (SPEC §3): KPI points -> touchpoint -> service -> unit -> network.
+
+Each level is the weighted mean of the present children. A KPI whose denominator is 0 did
+not occur and is left out; its weight goes to the remaining KPIs of the touchpoint in
+proportion to their weights (which is what dividing by the present weights does). The same
+rule applies upward; a level with no child left has no score (None), never a made-up one.
+`coverage` is the share of the nominal child weight that was present.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from streams.core.plan import Accumulators, KpiDef, ScoringPlan
+
+
+@dataclass(frozen=True, slots=True)
+class KpiResult:
+    value: float | None
+    points: float | None
+    numerator: float
+    denominator: float
+
+
+@dataclass(frozen=True, slots=True)
+class LevelResult:
+    score: float | None
+    coverage: float
+
+
+@dataclass(frozen=True, slots=True)
+class UnitScores:
+    """All levels of one unit in one window; lists are indexed like the plan's tables."""
+
+    kpis: list[KpiResult]
+    touchpoints: list[LevelResult]
+    services: list[LevelResult]
+    unit: LevelResult
+
+
+def kpi_result(kpi: KpiDef, acc: list[float] | None, base: float | None) -> KpiResult:
+    """Value, points, numerator and denominator of one KPI from its accumulator."""
+    n, a, b = acc if acc is not None else (0.0, 0.0, 0.0)
+    kind = kpi.kind
+    if kind == "rate":
+        # Per 1,000 active subscribers; no base (or an empty one) means no denominator.
+        if not base:
+            return KpiResult(None, None, n, 0.0)
+        value = 1000.0 * n / base
+        return KpiResult(value, kpi.scale(value), n, base)
+    if n == 0:
+        return KpiResult(None, None, a - b if kind == "nps" else a, 0.0)
+    if kind == "nps":
+        numerator = a - b
+        value = 100.0 * numerator / n
+    else:
+        numerator = a
+        value = a / n
+    return KpiResult(value, kpi.scale(value), numerator, n)
+
+
+def weighted_mean(parts: Iterable[tuple[float, float | None]]) -> LevelResult:
+    """Weighted mean of the present (score not None) parts, and the present weight share."""
+    total = present = acc = 0.0
+    for weight, score in parts:
+        total += weight
+        if score is not None:
+            present += weight
+            acc += weight * score
+    if present == 0.0:
+        return LevelResult(None, 0.0)
+    return LevelResult(acc / present, present / total)
+
+
+def score_unit(
+    plan: ScoringPlan, accumulators: Accumulators, bases: Mapping[str, float] | None = None
+) -> UnitScores:
+    """Every level of one unit from its KPI accumulators and subscriber bases per service."""
+    bases = bases or {}
+    kpis = [kpi_result(k, accumulators.get(k.index), bases.get(k.service)) for k in plan.kpis]
+    touchpoints = [
+        weighted_mean((plan.kpis[i].weight, kpis[i].points) for i in tp.kpis)
+        for tp in plan.touchpoints
+    ]
+    services = [
+        weighted_mean((plan.touchpoints[i].weight, touchpoints[i].score) for i in svc.touchpoints)
+        for svc in plan.services
+    ]
+    unit = weighted_mean((svc.weight, services[svc.index].score) for svc in plan.services)
+    return UnitScores(kpis, touchpoints, services, unit)
+
+
+def score_network(
+    unit_scores: Mapping[str, float | None], weights: Mapping[str, float]
+) -> LevelResult:
+    """Network CEMI: the units' CEMIs weighted by unit weight (default 1), units sorted."""
+    return weighted_mean((weights.get(u, 1.0), unit_scores[u]) for u in sorted(unit_scores))

@@ -1,0 +1,30 @@
+"""Event builders shared by the tests."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from itertools import count
+from typing import Any
+from zoneinfo import ZoneInfo
+
+LOCAL = ZoneInfo("Asia/Ho_Chi_Minh")
+_ids = count()
+
+
+def local_ms(text: str) -> int:
+    """Epoch ms of a local (UTC+7) wall-clock time, e.g. '2026-11-05 10:00'."""
+    return int(datetime.fromisoformat(text).replace(tzinfo=LOCAL).timestamp() * 1000)
+
+
+def event(etype: str, when: str = "2026-11-05 10:00", **fields: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "type": etype,
+        "event_id": f"e{next(_ids)}",
+        "event_time": local_ms(when),
+        "unit": "HPG",
+        "service": "mobile",
+        "customer_ref": "c1",
+        "channel": "app",
+    }
+    base.update(fields)
+    return base
