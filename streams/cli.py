@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -11,6 +12,7 @@ import typer
 from streams.core.catalog import Catalog, CatalogError, load_catalog
 from streams.core.events import InvalidEvent
 from streams.core.plan import ScoringPlan
+from streams.settings import Settings, SettingsError, load_settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="CEMI streaming scorer.")
 catalog_app = typer.Typer(no_args_is_help=True, help="Work with scoring catalogs.")
@@ -104,6 +106,131 @@ def score(
     )
     if stats.rejected:
         raise typer.Exit(1)
+
+
+def _settings(**overrides: object) -> Settings:
+    try:
+        return load_settings(**overrides)
+    except SettingsError as error:
+        typer.echo("invalid settings:", err=True)
+        for name, message in error.problems:
+            typer.echo(f"  {name}: {message}", err=True)
+        raise typer.Exit(EXIT_INVALID_CONFIG) from None
+
+
+@app.command()
+def broker(
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0: a free one).")] = 0,
+) -> None:
+    """Run the embedded broker in the foreground; print its URL (for CEMI_BROKER_URL)."""
+    import asyncio
+    import signal
+
+    from streams.broker import EmbeddedBroker
+    from streams.topics import create_topics
+
+    settings = _settings()
+    with EmbeddedBroker(port or None) as embedded:
+        asyncio.run(create_topics(settings, embedded.url))
+        typer.echo(embedded.url)
+        typer.echo(f"export CEMI_BROKER_URL={embedded.url}   # Ctrl-C stops the broker", err=True)
+        stop = signal.sigwait if hasattr(signal, "sigwait") else None
+        try:
+            if stop is not None:
+                stop({signal.SIGINT, signal.SIGTERM})
+        except KeyboardInterrupt:
+            pass
+
+
+@app.command()
+def worker(
+    loglevel: Annotated[str, typer.Option(help="Log level of the worker.")] = "warning",
+) -> None:
+    """Run the streaming scorer (starts the embedded broker when CEMI_BROKER_URL is unset)."""
+    import asyncio
+
+    from streams.app import create_app, run_worker
+    from streams.broker import broker_for
+    from streams.topics import create_topics
+
+    settings = _settings()
+    plan = ScoringPlan(_load(settings.catalog))
+    with broker_for(settings) as bootstrap:
+        if not settings.broker_url:
+            typer.echo(f"embedded broker at {bootstrap}", err=True)
+        asyncio.run(create_topics(settings, bootstrap))
+        run_worker(create_app(settings, bootstrap, plan), loglevel)
+
+
+@app.command()
+def produce(
+    events: Annotated[Path, typer.Option("--events", help="Events file, JSON lines.")],
+    wire: Annotated[str, typer.Option("--format", help="avro, json or mixed.")] = "avro",
+) -> None:
+    """Send the events of a JSON-lines file to the input topics (by type)."""
+    import asyncio
+
+    import orjson
+
+    from streams.produce import EventProducer
+
+    settings = _settings()
+    if not settings.broker_url:
+        typer.echo("CEMI_BROKER_URL: must be set (start one with `cemi broker`)", err=True)
+        raise typer.Exit(EXIT_INVALID_CONFIG)
+    if wire not in ("avro", "json", "mixed"):
+        typer.echo(f"--format: must be avro, json or mixed, got {wire!r}", err=True)
+        raise typer.Exit(EXIT_INVALID_CONFIG)
+
+    async def send() -> int:
+        async with EventProducer(settings, settings.broker_url or "", wire) as producer:  # type: ignore[arg-type]
+            with events.open("rb") as source:
+                return await producer.send_all(
+                    orjson.loads(line) for line in source if line.strip()
+                )
+
+    typer.echo(f"sent {asyncio.run(send())} events", err=True)
+
+
+@app.command()
+def tail(
+    what: Annotated[str, typer.Argument(help="scores, kpi, alerts, deadletter or late.")],
+    from_beginning: Annotated[bool, typer.Option("--from-beginning")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per record.")] = False,
+    idle_exit: Annotated[
+        float | None, typer.Option("--idle-exit", help="Exit after this many idle seconds.")
+    ] = None,
+) -> None:
+    """Decode and print an output topic."""
+    import asyncio
+
+    import orjson
+
+    from streams.tail import read_topic
+    from streams.topics import OUTPUT, Topics
+
+    settings = _settings()
+    if what not in OUTPUT:
+        typer.echo(f"what: must be one of {tuple(OUTPUT)}, got {what!r}", err=True)
+        raise typer.Exit(EXIT_INVALID_CONFIG)
+    if not settings.broker_url:
+        typer.echo("CEMI_BROKER_URL: must be set", err=True)
+        raise typer.Exit(EXIT_INVALID_CONFIG)
+
+    async def run() -> None:
+        topic = Topics(settings).output(what)
+        async for _, record in read_topic(
+            settings.broker_url or "", topic, from_beginning=from_beginning, idle_exit_s=idle_exit
+        ):
+            if as_json:
+                record = {k: (v.hex() if isinstance(v, bytes) else v) for k, v in record.items()}
+                sys.stdout.buffer.write(orjson.dumps(record) + b"\n")
+                sys.stdout.flush()
+            else:
+                typer.echo(" ".join(f"{k}={v}" for k, v in record.items() if v is not None))
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run())
 
 
 def main() -> None:

@@ -6,7 +6,7 @@ same fields computed the same way.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Final
 
 from streams.core.classes import classify
@@ -119,45 +119,52 @@ def unit_rows(plan: ScoringPlan, unit: str, scores: UnitScores) -> Iterator[Reco
                 )
 
 
-def window_records(
-    plan: ScoringPlan,
-    window: str,
-    window_start: str,
-    units: Mapping[str, UnitScores],
-    previous: Mapping[RecordKey, float | None] | None = None,
-) -> list[Record]:
-    """All records of one window for the given units (sorted), plus the network record.
+def network_row(plan: ScoringPlan, unit_scores: Mapping[str, float | None]) -> Record:
+    """The network record: unit CEMIs weighted by unit weight (default 1)."""
+    network = score_network(unit_scores, {u: plan.catalog.unit_weight(u) for u in unit_scores})
+    target = plan.catalog.target
+    return _row(
+        "network",
+        None,
+        None,
+        None,
+        None,
+        network.score,
+        _ratio(network.score, target),
+        network.coverage,
+    )
 
-    `previous` maps record keys of the previous window of the same kind to their scores, for
-    `delta_prev`. `delta_network` compares with the unweighted mean across units of the same
-    key (units compare with the network CEMI).
-    """
-    rows: list[Record] = []
-    for unit in sorted(units):
-        rows.extend(unit_rows(plan, unit, units[unit]))
-    network = score_network(
-        {u: s.unit.score for u, s in units.items()}, {u: plan.catalog.unit_weight(u) for u in units}
-    )
-    rows.append(
-        _row(
-            "network",
-            None,
-            None,
-            None,
-            None,
-            network.score,
-            _ratio(network.score, plan.catalog.target),
-            network.coverage,
-        )
-    )
-    sums: dict[tuple[str, str | None, str | None, str | None], list[float]] = {}
+
+MeanKey = tuple[str, str | None, str | None, str | None]  # level, service, touchpoint, kpi
+
+
+def network_means(rows: Iterable[Record]) -> dict[MeanKey, float]:
+    """Unweighted mean across units of every present score, per level and key."""
+    sums: dict[MeanKey, list[float]] = {}
     for row in rows:
         if row["level"] in ("unit", "network") or row["score"] is None:
             continue
-        key = (row["level"], row["service"], row["touchpoint"], row["kpi"])
-        acc = sums.setdefault(key, [0.0, 0.0])
+        acc = sums.setdefault(
+            (row["level"], row["service"], row["touchpoint"], row["kpi"]), [0.0, 0.0]
+        )
         acc[0] += row["score"]
         acc[1] += 1
+    return {key: total / count for key, (total, count) in sums.items()}
+
+
+def annotate(
+    rows: Iterable[Record],
+    *,
+    window: str,
+    window_start: str,
+    version: str,
+    previous: Mapping[RecordKey, float | None] | None,
+    means: Mapping[MeanKey, float] | None,
+    network_score: float | None,
+) -> None:
+    """Add the window fields and the deltas: `delta_prev` against `previous` (scores of the
+    previous window of the same kind), `delta_network` against `means` (units: against the
+    network score). Unknown references give null deltas."""
     for row in rows:
         score = row["score"]
         level = row["level"]
@@ -165,10 +172,10 @@ def window_records(
         if level == "network":
             reference = None
         elif level == "unit":
-            reference = network.score
+            reference = network_score
         else:
-            mean = sums.get((level, row["service"], row["touchpoint"], row["kpi"]))
-            reference = mean[0] / mean[1] if mean else None
+            key = (level, row["service"], row["touchpoint"], row["kpi"])
+            reference = means.get(key) if means else None
         row["delta_network"] = (
             score - reference if score is not None and reference is not None else None
         )
@@ -176,5 +183,29 @@ def window_records(
         row["delta_prev"] = score - before if score is not None and before is not None else None
         row["window"] = window
         row["window_start"] = window_start
-        row["catalog_version"] = plan.version
+        row["catalog_version"] = version
+
+
+def window_records(
+    plan: ScoringPlan,
+    window: str,
+    window_start: str,
+    units: Mapping[str, UnitScores],
+    previous: Mapping[RecordKey, float | None] | None = None,
+) -> list[Record]:
+    """All records of one window for the given units (sorted), plus the network record."""
+    rows: list[Record] = []
+    for unit in sorted(units):
+        rows.extend(unit_rows(plan, unit, units[unit]))
+    network = network_row(plan, {u: s.unit.score for u, s in units.items()})
+    rows.append(network)
+    annotate(
+        rows,
+        window=window,
+        window_start=window_start,
+        version=plan.version,
+        previous=previous,
+        means=network_means(rows),
+        network_score=network["score"],
+    )
     return rows

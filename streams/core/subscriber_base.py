@@ -29,6 +29,10 @@ class SubscriberBases:
                 found[service] = float(snapshots[i - 1][1])
         return found
 
+    def snapshots(self, unit: str) -> dict[str, list[tuple[int, int]]]:
+        """Every snapshot kept for a unit, per service (for persistence)."""
+        return {service: list(rows) for service, rows in self._snapshots.get(unit, {}).items()}
+
     def prune(self, before_ms: int) -> None:
         """Forget snapshots older than the newest one before `before_ms` (they can't matter)."""
         for services in self._snapshots.values():

@@ -1,0 +1,71 @@
+"""Merging input partitions in record-timestamp order (no Kafka imports).
+
+Each event type has its own topic, and a consumer fetches partitions unevenly: one batch
+can hold an hour of orders before the first ticket of that hour. Folded as fetched, the
+tickets would look late. Like Kafka Streams, the ingest releases buffered records across
+partitions in record-timestamp order, and waits (up to `max_wait_s`) for a partition that
+has more data on the broker but nothing buffered yet.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+from collections.abc import Callable, Hashable, Iterable
+from typing import Any, Generic, TypeVar
+
+P = TypeVar("P", bound=Hashable)
+
+
+class Aligner(Generic[P]):
+    def __init__(self, max_wait_s: float) -> None:
+        self.max_wait_s = max_wait_s
+        self.buffers: dict[P, deque[Any]] = {}
+        self._starved_since: dict[P, float] = {}
+
+    def add(self, partition: P, records: Iterable[Any]) -> None:
+        self.buffers.setdefault(partition, deque()).extend(records)
+
+    def drop(self, partitions: Iterable[P]) -> None:
+        for partition in partitions:
+            self.buffers.pop(partition, None)
+            self._starved_since.pop(partition, None)
+
+    def buffered(self, partition: P) -> int:
+        buffer = self.buffers.get(partition)
+        return len(buffer) if buffer else 0
+
+    def release(
+        self,
+        assigned: Iterable[P],
+        caught_up: Callable[[P], bool],
+        now: float,
+        limit: int,
+    ) -> list[tuple[P, Any]]:
+        """Up to `limit` records, oldest record timestamp first, across partitions.
+
+        A partition with nothing buffered that is not caught up with its broker end holds
+        the merge back, unless it has been starved for longer than `max_wait_s`.
+        """
+        waiting: set[P] = set()
+        for partition in assigned:
+            if self.buffers.get(partition) or caught_up(partition):
+                self._starved_since.pop(partition, None)
+                continue
+            since = self._starved_since.setdefault(partition, now)
+            if now - since < self.max_wait_s:
+                waiting.add(partition)
+        if waiting:
+            return []
+        heads = [(b[0].timestamp, i, p) for i, (p, b) in enumerate(self.buffers.items()) if b]
+        heapq.heapify(heads)
+        out: list[tuple[P, Any]] = []
+        while heads and len(out) < limit:
+            _, i, partition = heapq.heappop(heads)
+            buffer = self.buffers[partition]
+            out.append((partition, buffer.popleft()))
+            if buffer:
+                heapq.heappush(heads, (buffer[0].timestamp, i, partition))
+            elif not caught_up(partition):
+                break  # more of it is on the broker: fetch before going past its time
+        return out

@@ -1,0 +1,191 @@
+"""The Faust app, built by `create_app(settings, bootstrap)`: thin agents over the services.
+
+- ingest (a Faust service with its own aiokafka consumer): input topics -> envelopes + DLQ
+- `score` agent: envelopes -> partition state (changelog-backed table), deferred acks
+- emit timer: coalesced publication of changed/closing windows, late events, flush ticks
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+from aiokafka import AIOKafkaProducer
+from mode import Service
+
+from streams.core.catalog import load_catalog
+from streams.core.plan import ScoringPlan
+from streams.ingest import Ingest
+from streams.kafka_compat import SCHEME, register_transport
+from streams.outputs import AvroOutputs
+from streams.scoring.fold import FoldConfig
+from streams.scoring.service import Message, ScoringService
+from streams.settings import Settings
+from streams.topics import Topics
+from streams.wire.schemas import SchemaStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    """What the app's agents, timers and routes share (one per worker process)."""
+
+    settings: Settings
+    bootstrap: str
+    plan: ScoringPlan
+    topics: Topics
+    store: SchemaStore
+    scoring: ScoringService
+    producer: AIOKafkaProducer | None = None
+    ingest: Ingest | None = None
+
+    async def send(self, messages: list[Message]) -> None:
+        assert self.producer is not None
+        futures = [
+            await self.producer.send(topic, value, key=key, partition=partition)
+            for topic, value, key, partition in messages
+        ]
+        if futures:
+            await asyncio.gather(*futures)
+
+
+def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | None = None) -> Any:
+    """A Faust app for one worker process. Nothing runs until a worker starts it."""
+    register_transport()
+    plan = catalog_plan or ScoringPlan(load_catalog(settings.catalog))
+    topics = Topics(settings)
+    store = SchemaStore()
+    config = FoldConfig(
+        timezone=plan.catalog.timezone,
+        allowed_lateness_ms=settings.allowed_lateness_ms,
+        rolling_span_ms=settings.rolling_span_ms,
+        rolling_slice_ms=settings.rolling_slice_ms,
+    )
+    runtime = Runtime(
+        settings=settings,
+        bootstrap=bootstrap,
+        plan=plan,
+        topics=topics,
+        store=store,
+        scoring=ScoringService(
+            plan,
+            config,
+            AvroOutputs(topics, store),
+            flush_interval_s=settings.emit_interval_ms / 1000,
+            idle_advance_s=settings.idle_advance_ms / 1000,
+        ),
+    )
+    app = faust.App(
+        settings.app_id,
+        broker=f"{SCHEME}://{bootstrap}",
+        store=settings.store_url,
+        datadir=str(settings.data_dir),
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        table_standby_replicas=0,
+        broker_session_timeout=6,
+        broker_rebalance_timeout=6,
+        broker_heartbeat_interval=1,
+        consumer_auto_offset_reset="earliest",
+        web_bind=settings.web_host,
+        web_port=settings.web_port,
+        web_tables_enabled=False,
+        web_router_enabled=False,
+        autodiscover=False,
+        stream_wait_empty=False,
+    )
+    app.cemi = runtime  # type: ignore[attr-defined]  # for routes and tests
+    envelopes = app.topic(
+        topics.envelopes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=settings.partitions,
+        internal=False,
+    )
+    state = app.Table(
+        "state",
+        partitions=settings.partitions,
+        schema=faust.Schema(
+            key_type=str, value_type=bytes, key_serializer="json", value_serializer="raw"
+        ),
+    )
+
+    def write(key: str, value: bytes | None) -> None:
+        if value is None:
+            state.pop(key, None)
+        else:
+            state[key] = value
+
+    def load() -> list[tuple[str, bytes]]:
+        return list(state.items())
+
+    @app.agent(envelopes, name="score")
+    async def score(stream: Any) -> None:
+        async for event in stream.noack().events():
+            runtime.scoring.on_envelope(event.message.partition, event.value, event, load, write)
+
+    @app.timer(settings.emit_interval_ms / 1000)
+    async def emit() -> None:
+        if runtime.producer is not None:
+            await runtime.send(runtime.scoring.emit())
+
+    async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
+        runtime.scoring.revoke(tp.partition for tp in revoked if tp.topic == topics.envelopes)
+
+    app.on_partitions_revoked.connect(on_revoked)  # type: ignore[arg-type]
+
+    @app.service
+    class IngestService(Service):  # type: ignore[misc]
+        async def on_start(self) -> None:
+            runtime.producer = AIOKafkaProducer(
+                bootstrap_servers=bootstrap, linger_ms=5, max_request_size=8 * 1024 * 1024
+            )
+            await runtime.producer.start()
+            runtime.ingest = Ingest(settings, plan, store, bootstrap, runtime.producer)
+
+        async def on_stop(self) -> None:
+            if runtime.ingest is not None:
+                runtime.ingest.stop()
+            if runtime.producer is not None:
+                await runtime.producer.stop()
+
+        @Service.task
+        async def _consume(self) -> None:
+            assert runtime.ingest is not None
+            await runtime.ingest.run()
+
+    @app.page("/api/v1/stats")
+    async def stats(web: Any, request: Any) -> Any:
+        counts = runtime.scoring.counts()
+        ingest = runtime.ingest.stats if runtime.ingest else None
+        return web.json(
+            {
+                "consumed": ingest.consumed if ingest else 0,
+                "dead_lettered": dict(ingest.dead_lettered) if ingest else {},
+                "scored": counts.scored,
+                "duplicates": counts.duplicates,
+                "late": counts.late,
+                "replayed": counts.replayed,
+                "published_records": runtime.scoring.published_records,
+                "partitions": sorted(runtime.scoring.partitions),
+            }
+        )
+
+    return app
+
+
+def run_worker(app: Any, loglevel: str = "warning") -> None:
+    """Run a Faust worker for `app` in this process until it is stopped (no argv parsing)."""
+    from faust.cli.base import prepare_app
+
+    prepare_app(app, app.conf.id)
+    worker = faust.Worker(app, loglevel=loglevel, redirect_stdouts=False)
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as done:
+        if done.code not in (0, None):
+            raise

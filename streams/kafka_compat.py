@@ -1,0 +1,122 @@
+"""Work-arounds for the embedded broker (Tansu 0.6) that are harmless on real Kafka.
+
+1. `ListOffsets(latest)` returns the base offset of the last record batch + 1, not the end:
+   Faust takes it as the table-recovery target and would recover stale tables. The true end
+   is the high watermark of a Fetch response; on Kafka both agree.
+2. Tansu's first group generation is 0 and aiokafka sends LeaveGroup only above 0, so a
+   member stopped in generation 0 lingers and the next one waits a session timeout.
+
+Faust gets both through a transport registered under the `cemi` URL scheme.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from typing import Any, cast
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError, NoError, for_code
+from aiokafka.protocol.fetch import FetchRequest
+from aiokafka.protocol.group import JoinGroupRequest, LeaveGroupRequest
+from faust.transport import drivers
+from faust.transport.drivers import aiokafka as faust_aiokafka
+
+log = logging.getLogger(__name__)
+SCHEME = "cemi"
+
+
+async def true_end_offsets(
+    consumer: AIOKafkaConsumer, partitions: Iterable[TopicPartition]
+) -> dict[TopicPartition, int]:
+    """End offsets from the Fetch high watermark (never below ListOffsets' answer).
+
+    The fetch starts at the ListOffsets value with max_bytes 1, so at most one batch comes
+    back; max_wait must be >= 1 ms (Tansu answers a zero-wait fetch with nothing). The
+    consumer's assignment and positions are left alone.
+    """
+    tps = list(partitions)
+    if not tps:
+        return {}
+    listed = cast(dict[TopicPartition, int], await consumer.end_offsets(tps))
+    client = consumer._client
+    by_node: dict[int, dict[str, list[tuple[int, int, int]]]] = defaultdict(
+        lambda: defaultdict(list)
+    )
+    for tp in tps:
+        node = client.cluster.leader_for_partition(tp)
+        if node is None or node == -1:
+            await client.force_metadata_update()
+            node = client.cluster.leader_for_partition(tp)
+        by_node[node][tp.topic].append((tp.partition, max(listed.get(tp, 0), 0), 1))
+    highwaters: dict[TopicPartition, int] = {}
+
+    async def fetch(node: int, topics: Mapping[str, list[tuple[int, int, int]]]) -> None:
+        isolation = consumer._fetcher._isolation_level
+        request = FetchRequest(1, 0, 1, isolation, list(topics.items()))
+        response: Any = await client.send(node, request)
+        for topic, parts in response.topics:
+            for partition, error_code, highwater, *_ in parts:
+                error = for_code(error_code)
+                if error is not NoError:
+                    raise error(f"fetch high watermark of {topic}[{partition}]")
+                highwaters[TopicPartition(topic, partition)] = highwater
+
+    try:
+        await asyncio.gather(*(fetch(n, t) for n, t in by_node.items()))
+    except (KafkaError, ValueError, TypeError) as error:  # unexpected response layout
+        log.warning("high watermark fetch failed (%r); using ListOffsets", error)
+        return listed
+    return {tp: max(highwaters.get(tp, -1), listed[tp]) for tp in tps if tp in listed}
+
+
+def leave_group_in_generation_zero(consumer: AIOKafkaConsumer) -> None:
+    """Make a started consumer send LeaveGroup on stop even in generation 0 (Tansu)."""
+    coordinator = consumer._coordinator
+    if coordinator is None:
+        return
+    original = coordinator._maybe_leave_group
+
+    async def maybe_leave_group() -> None:
+        if (
+            coordinator.generation == 0
+            and coordinator._group_instance_id is None
+            and coordinator.member_id != JoinGroupRequest.UNKNOWN_MEMBER_ID
+        ):
+            try:
+                await coordinator._send_req(
+                    LeaveGroupRequest(coordinator.group_id, coordinator.member_id)
+                )
+            except KafkaError as error:
+                log.warning("LeaveGroup (generation 0) failed: %r", error)
+        await original()
+
+    coordinator._maybe_leave_group = maybe_leave_group
+
+
+class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    async def _highwaters(self, partitions: list[TopicPartition]) -> Mapping[TopicPartition, int]:
+        consumer = self._ensure_consumer()
+        if self.consumer.in_transaction:
+            return {tp: consumer.last_stable_offset(tp) for tp in partitions}
+        return await true_end_offsets(consumer, partitions)
+
+    async def on_start(self) -> None:
+        await super().on_start()
+        leave_group_in_generation_zero(self._consumer)
+
+
+class _Consumer(faust_aiokafka.Consumer):
+    def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
+        return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+
+class Transport(faust_aiokafka.Transport):
+    Consumer = _Consumer
+
+
+def register_transport() -> None:
+    """Faust apps with `broker="cemi://host:port"` use the transport above."""
+    drivers.TRANSPORTS.aliases[SCHEME] = f"{__name__}:Transport"

@@ -1,0 +1,55 @@
+"""Encoding of everything the scorer publishes (Avro single-object) and where it goes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from streams.scoring.envelope import Entry
+from streams.scoring.publish import record_topic_key
+from streams.scoring.service import TICK, Message
+from streams.topics import Topics
+from streams.wire.codec import encode
+from streams.wire.schemas import SchemaStore
+
+
+class AvroOutputs:
+    def __init__(self, topics: Topics, store: SchemaStore) -> None:
+        self.topics = topics
+        self.kpi_schema = store.current_record("KpiWindow")
+        self.score_schema = store.current_record("CemiScore")
+        self.late_schema = store.current_record("LateEvent")
+        self.kpi_topic = topics.output("kpi")
+        self.scores_topic = topics.output("scores")
+        self.late_topic = topics.output("late")
+
+    def score_message(self, record: dict[str, Any]) -> Message:
+        if record["level"] == "kpi":
+            return self.kpi_topic, encode(self.kpi_schema, record), record_topic_key(record), None
+        return self.scores_topic, encode(self.score_schema, record), record_topic_key(record), None
+
+    def late_message(self, entry: Entry, watermark_ms: int, lateness_ms: int) -> Message:
+        topic, _, partition = entry.source.rpartition("#")
+        value = encode(
+            self.late_schema,
+            {
+                "event_id": entry.event_id,
+                "event_type": entry.type,
+                "unit": entry.unit,
+                "service": entry.service,
+                "event_time": entry.event_time,
+                "watermark_ms": watermark_ms,
+                "allowed_lateness_ms": lateness_ms,
+                "source_topic": topic,
+                "source_partition": int(partition),
+                "source_offset": entry.offset,
+            },
+        )
+        return (
+            self.late_topic,
+            value,
+            entry.source.encode() + b"#" + str(entry.offset).encode(),
+            None,
+        )
+
+    def tick_message(self, partition: int) -> Message:
+        return self.topics.envelopes, TICK, None, partition

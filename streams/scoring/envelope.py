@@ -1,0 +1,76 @@
+"""Envelopes: one internal message per envelope partition per ingest batch, carrying each
+event's unit, KPI contributions, id, time and source coordinates, in merge order.
+
+The ingest stage decodes and validates events and computes their contributions (stateless
+work); the scoring agent folds envelopes into state (stateful work). Envelopes turn hundreds
+of events into one Kafka message, so Faust's per-message cost is paid per batch.
+
+Wire form (orjson): `{"u": unit, "e": [entry, ...]}` with each entry
+`[source, offset, event_id, event_time, ingest_ms, type, service, payload]` where `source` is
+`"topic#partition"` and `payload` is the flat contributions `[kpi, a, b, kpi, a, b, ...]` or,
+for `subscriber_base`, the active subscriber count.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Any, NamedTuple
+
+import orjson
+
+from streams.core.plan import Contribution
+
+
+class Entry(NamedTuple):
+    unit: str
+    source: str
+    offset: int
+    event_id: str
+    event_time: int
+    ingest_ms: int
+    type: str
+    service: str
+    payload: Any  # list[float] flat contributions, or int subscribers for subscriber_base
+
+
+def source_key(topic: str, partition: int) -> str:
+    return f"{topic}#{partition}"
+
+
+def entry_for(
+    event: dict[str, Any],
+    contributions: list[Contribution],
+    topic: str,
+    partition: int,
+    offset: int,
+    ingest_ms: int,
+) -> list[Any]:
+    etype = event["type"]
+    if etype == "subscriber_base":
+        payload: Any = event["active_subscribers"]
+    else:
+        payload = [x for contribution in contributions for x in contribution]
+    return [
+        event["unit"],
+        source_key(topic, partition),
+        offset,
+        event["event_id"],
+        event["event_time"],
+        ingest_ms,
+        etype,
+        event["service"],
+        payload,
+    ]
+
+
+def partition_for(unit: str, partitions: int) -> int:
+    """The envelope partition of a unit: stable across processes and restarts."""
+    return zlib.crc32(unit.encode()) % partitions
+
+
+def encode_envelope(entries: list[list[Any]]) -> bytes:
+    return orjson.dumps({"e": entries})
+
+
+def decode_envelope(value: bytes) -> list[Entry]:
+    return [Entry(*entry) for entry in orjson.loads(value)["e"]]

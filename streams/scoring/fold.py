@@ -1,0 +1,352 @@
+"""The scoring state of one envelope partition, and how envelopes fold into it (no Kafka).
+
+Exactly-once on an at-least-once stream comes from idempotent state (the embedded broker has
+no transactions; Kafka transactions would also not cover our own replays):
+
+- Per unit, a *guard*: the highest source offset applied per source partition. An entry at
+  or below it is a replay (an envelope re-read after a crash, or re-produced by the ingest
+  after its own restart) and is skipped whole.
+- Every stored value (window, subscriber base) carries its own guard too, so a flush that
+  was cut half-way is completed on replay without counting anything twice.
+- The control value (watermark, guards, counters) is always written last in a flush. The
+  changelog of a partition keeps write order, so whatever survives a crash is a prefix: the
+  control never claims more than the windows hold.
+- Duplicates (same `event_id`, other source coordinates) are recognised over the lateness
+  horizon through a seen-id index persisted in write-once chunks.
+
+Window kinds: `day` and `month` (local calendar, published) and `slice` (UTC-aligned slices of
+the rolling window, for alerts and live panels).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Final
+
+import orjson
+
+from streams.core.plan import Accumulators
+from streams.core.subscriber_base import SubscriberBases
+from streams.core.windows import LocalCalendar, slice_start_ms
+from streams.scoring.envelope import Entry
+
+CALENDAR: Final = ("day", "month")
+WindowKey = tuple[str, str, int]  # (unit, kind, start_ms)
+
+
+@dataclass(frozen=True)
+class FoldConfig:
+    timezone: str
+    allowed_lateness_ms: int
+    rolling_span_ms: int
+    rolling_slice_ms: int
+
+
+@dataclass
+class Window:
+    accumulators: Accumulators = field(default_factory=dict)
+    guard: dict[str, int] = field(default_factory=dict)
+    revision: int = 0
+    final: bool = False
+    newest_ingest_ms: int = 0
+    changed: bool = False  # since the last publication
+    unsaved: bool = True  # since the last flush
+
+    def dump(self) -> bytes:
+        return orjson.dumps(
+            {
+                "a": [[k, *v] for k, v in self.accumulators.items()],
+                "g": self.guard,
+                "r": self.revision,
+                "f": self.final,
+                "i": self.newest_ingest_ms,
+                "c": self.changed,
+            }
+        )
+
+    @classmethod
+    def load(cls, value: bytes) -> Window:
+        data = orjson.loads(value)
+        return cls(
+            accumulators={row[0]: row[1:] for row in data["a"]},
+            guard=data["g"],
+            revision=data["r"],
+            final=data["f"],
+            newest_ingest_ms=data["i"],
+            changed=data["c"],
+            unsaved=False,
+        )
+
+
+@dataclass
+class UnitState:
+    guard: dict[str, int] = field(default_factory=dict)
+    bases: SubscriberBases = field(default_factory=SubscriberBases)
+    base_guard: dict[str, int] = field(default_factory=dict)
+    bases_unsaved: bool = False
+    # event_id -> (source, offset); ids not flushed yet are also in `fresh`
+    seen: dict[str, tuple[str, int]] = field(default_factory=dict)
+    fresh: list[tuple[str, str, int, int]] = field(default_factory=list)  # id, src, off, time
+    chunks: dict[int, tuple[int, list[str]]] = field(default_factory=dict)  # newest time, ids
+    next_chunk: int = 0
+
+
+@dataclass
+class Counts:
+    scored: int = 0
+    duplicates: int = 0
+    late: int = 0
+    replayed: int = 0  # entries skipped by a guard: re-deliveries, never counted twice
+
+
+class PartitionState:
+    """State of one partition of the envelope topic: every unit routed to it."""
+
+    def __init__(self, partition: int, config: FoldConfig) -> None:
+        self.partition = partition
+        self.config = config
+        self.calendar = LocalCalendar(config.timezone)
+        self.watermark_ms: int | None = None
+        self.counts = Counts()
+        self.units: dict[str, UnitState] = {}
+        self.windows: dict[WindowKey, Window] = {}
+        self.deleted: set[str] = set()  # table keys to tombstone at the next flush
+        self.late: list[Entry] = []  # late entries waiting to be published to cx.late
+        self.newest_ingest_ms = 0
+
+    # -- folding -----------------------------------------------------------------------
+
+    def apply(self, entries: Iterable[Entry]) -> None:
+        lateness = self.config.allowed_lateness_ms
+        units = self.units
+        for entry in entries:
+            unit = entry.unit
+            state = units.get(unit)
+            if state is None:
+                state = units[unit] = UnitState()
+            source, offset = entry.source, entry.offset
+            if offset <= state.guard.get(source, -1):
+                self.counts.replayed += 1
+                continue
+            state.guard[source] = offset
+            seen = state.seen.get(entry.event_id)
+            if seen is not None and (seen[0] != source or seen[1] != offset):
+                self.counts.duplicates += 1
+                continue
+            watermark = self.watermark_ms
+            if watermark is not None and entry.event_time < watermark - lateness:
+                self.counts.late += 1
+                self.late.append(entry)
+                continue
+            if seen is None:
+                state.seen[entry.event_id] = (source, offset)
+                state.fresh.append((entry.event_id, source, offset, entry.event_time))
+            self.counts.scored += 1
+            if watermark is None or entry.event_time > watermark:
+                self.watermark_ms = entry.event_time
+            if entry.ingest_ms > self.newest_ingest_ms:
+                self.newest_ingest_ms = entry.ingest_ms
+            self._fold(unit, state, entry)
+
+    def _fold(self, unit: str, state: UnitState, entry: Entry) -> None:
+        day, month = self.calendar.starts(entry.event_time)
+        is_base = entry.type == "subscriber_base"
+        keys: list[WindowKey] = [(unit, "day", day), (unit, "month", month)]
+        if not is_base:
+            keys.append(
+                (unit, "slice", slice_start_ms(entry.event_time, self.config.rolling_slice_ms))
+            )
+        source, offset = entry.source, entry.offset
+        for key in keys:
+            window = self.windows.get(key)
+            if window is None:
+                window = self.windows[key] = Window()
+            if offset <= window.guard.get(source, -1):
+                continue  # already in this window: a flush was cut after writing it
+            window.guard[source] = offset
+            window.changed = window.unsaved = True
+            if entry.ingest_ms > window.newest_ingest_ms:
+                window.newest_ingest_ms = entry.ingest_ms
+            if is_base:
+                continue
+            payload = entry.payload
+            accumulators = window.accumulators
+            for i in range(0, len(payload), 3):
+                index = int(payload[i])
+                acc = accumulators.get(index)
+                if acc is None:
+                    accumulators[index] = [1.0, payload[i + 1], payload[i + 2]]
+                else:
+                    acc[0] += 1.0
+                    acc[1] += payload[i + 1]
+                    acc[2] += payload[i + 2]
+        if is_base and offset > state.base_guard.get(source, -1):
+            state.base_guard[source] = offset
+            state.bases.add(unit, entry.service, entry.event_time, int(entry.payload))
+            state.bases_unsaved = True
+            for key, window in self.windows.items():  # rate KPIs of later windows change
+                if key[0] == unit and key[1] in CALENDAR:
+                    end = self.calendar.window_end(key[1], key[2])  # type: ignore[arg-type]
+                    if end > entry.event_time:
+                        window.changed = True
+
+    def advance_idle(self, elapsed_ms: int) -> None:
+        """An idle partition's watermark follows the wall clock, so its windows still close."""
+        if self.watermark_ms is not None and elapsed_ms > 0:
+            self.watermark_ms += elapsed_ms
+
+    # -- windows ----------------------------------------------------------------------
+
+    def window_end(self, key: WindowKey) -> int:
+        _, kind, start = key
+        if kind == "slice":
+            return start + self.config.rolling_slice_ms
+        return self.calendar.window_end(kind, start)  # type: ignore[arg-type]
+
+    def is_closed(self, key: WindowKey) -> bool:
+        """The watermark passed the window's end plus the allowed lateness."""
+        watermark = self.watermark_ms
+        return watermark is not None and (
+            watermark >= self.window_end(key) + self.config.allowed_lateness_ms
+        )
+
+    def bases_at(self, unit: str, end_ms: int) -> dict[str, float]:
+        state = self.units.get(unit)
+        return state.bases.at(unit, end_ms) if state else {}
+
+    def expire(self) -> list[WindowKey]:
+        """Forget what no event can change any more and nothing will read again.
+
+        A final calendar window is kept until its successor is final too (its scores give
+        the successor's `delta_prev`); slices go once they left the rolling span and the
+        lateness horizon; seen-id chunks go with the lateness horizon.
+        """
+        watermark = self.watermark_ms
+        if watermark is None:
+            return []
+        removed: list[WindowKey] = []
+        horizon = watermark - self.config.allowed_lateness_ms
+        oldest_slice = min(horizon, watermark - self.config.rolling_span_ms)
+        for key in list(self.windows):
+            unit, kind, start = key
+            if kind == "slice":
+                gone = start + self.config.rolling_slice_ms <= oldest_slice
+            else:
+                window = self.windows[key]
+                successor = (unit, kind, self.window_end(key))
+                gone = window.final and self.is_closed(successor) and not window.unsaved
+            if gone:
+                del self.windows[key]
+                removed.append(key)
+                self.deleted.add(window_table_key(self.partition, key))
+        for unit, state in self.units.items():
+            for chunk, (newest, ids) in list(state.chunks.items()):
+                if newest < horizon:
+                    del state.chunks[chunk]
+                    for event_id in ids:
+                        state.seen.pop(event_id, None)
+                    self.deleted.add(f"{self.partition}/d/{unit}/{chunk}")
+        # A snapshot matters while it is the latest before the end of a window still kept.
+        oldest_start: dict[str, int] = {}
+        for unit, kind, start in self.windows:
+            if kind != "slice" and start < oldest_start.get(unit, start + 1):
+                oldest_start[unit] = start
+        for unit, state in self.units.items():
+            if unit in oldest_start:
+                state.bases.prune(oldest_start[unit])
+        return removed
+
+    # -- persistence ------------------------------------------------------------------
+
+    def flush(self) -> list[tuple[str, bytes | None]]:
+        """Table writes since the last flush, in a safe order: the control value last."""
+        p = self.partition
+        writes: list[tuple[str, bytes | None]] = []
+        for key, window in self.windows.items():
+            if window.unsaved:
+                writes.append((window_table_key(p, key), window.dump()))
+                window.unsaved = False
+        for unit, state in self.units.items():
+            if state.fresh:
+                chunk = state.next_chunk
+                state.next_chunk += 1
+                newest = max(row[3] for row in state.fresh)
+                state.chunks[chunk] = (newest, [row[0] for row in state.fresh])
+                writes.append((f"{p}/d/{unit}/{chunk}", orjson.dumps(state.fresh)))
+                state.fresh = []
+            if state.bases_unsaved:
+                snapshots = state.bases.snapshots(unit)
+                writes.append(
+                    (f"{p}/b/{unit}", orjson.dumps({"s": snapshots, "g": state.base_guard}))
+                )
+                state.bases_unsaved = False
+        writes.extend((key, None) for key in sorted(self.deleted))
+        self.deleted.clear()
+        writes.append((f"{p}/c", self._dump_control()))
+        return writes
+
+    def _dump_control(self) -> bytes:
+        return orjson.dumps(
+            {
+                "w": self.watermark_ms,
+                "n": [
+                    self.counts.scored,
+                    self.counts.duplicates,
+                    self.counts.late,
+                    self.counts.replayed,
+                ],
+                "u": {u: {"g": s.guard, "c": s.next_chunk} for u, s in self.units.items()},
+            }
+        )
+
+    @classmethod
+    def load(
+        cls, partition: int, config: FoldConfig, items: Iterable[tuple[str, bytes]]
+    ) -> PartitionState:
+        """Rebuild from the table's values of this partition (after recovery)."""
+        state = cls(partition, config)
+        prefix = f"{partition}/"
+        chunks: list[tuple[str, bytes]] = []
+        bases: list[tuple[str, bytes]] = []
+        for key, value in items:
+            if not key.startswith(prefix) or value is None:
+                continue
+            parts = key.split("/")
+            if parts[1] == "c":
+                control = orjson.loads(value)
+                state.watermark_ms = control["w"]
+                state.counts = Counts(*control["n"])
+                for unit, data in control["u"].items():
+                    state.units[unit] = UnitState(guard=data["g"], next_chunk=data["c"])
+            elif parts[1] == "w":
+                window_key = (parts[2], parts[3], int(parts[4]))
+                state.windows[window_key] = Window.load(value)
+            elif parts[1] == "d":
+                chunks.append((key, value))
+            elif parts[1] == "b":
+                bases.append((key, value))
+        for key, value in chunks:
+            _, _, unit, chunk_text = key.split("/")
+            chunk = int(chunk_text)
+            unit_state = state.units.setdefault(unit, UnitState())
+            rows = orjson.loads(value)
+            for event_id, source, offset, _ in rows:
+                unit_state.seen[event_id] = (source, offset)
+            unit_state.chunks[chunk] = (max(r[3] for r in rows), [r[0] for r in rows])
+            # a chunk written after the control value: its number must not be reused
+            unit_state.next_chunk = max(unit_state.next_chunk, chunk + 1)
+        for key, value in bases:
+            unit = key.split("/")[2]
+            unit_state = state.units.setdefault(unit, UnitState())
+            data = orjson.loads(value)
+            unit_state.base_guard = data["g"]
+            for service, snapshots in data["s"].items():
+                for time_ms, count in snapshots:
+                    unit_state.bases.add(unit, service, time_ms, count)
+        return state
+
+
+def window_table_key(partition: int, key: WindowKey) -> str:
+    unit, kind, start = key
+    return f"{partition}/w/{unit}/{kind}/{start}"

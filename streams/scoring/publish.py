@@ -1,0 +1,117 @@
+"""What a partition publishes: score records of changed or closing windows (no Kafka).
+
+A calendar window is published when its state changed since the last publication (at most
+once per emit interval: the caller coalesces), with `revision` + 1, and once more with
+`final: true` when the watermark passes its end plus the allowed lateness.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from streams.core.plan import ScoringPlan
+from streams.core.records import Record, RecordKey, annotate, record_key, unit_rows
+from streams.core.rollup import score_unit
+from streams.scoring.fold import PartitionState, Window, WindowKey
+
+
+@dataclass
+class Publication:
+    records: list[Record] = field(default_factory=list)
+    # per published calendar window: its unit-level summary (for the network level)
+    summaries: list[dict[str, Any]] = field(default_factory=list)
+
+
+def record_topic_key(record: Record) -> bytes:
+    """The compacted topics' key: the latest value per level/key/window survives."""
+    parts = (
+        record["level"],
+        record["unit"],
+        record["service"],
+        record["touchpoint"],
+        record["kpi"],
+        record["window"],
+        record["window_start"],
+    )
+    return "/".join("-" if p is None else str(p) for p in parts).encode()
+
+
+class Publisher:
+    def __init__(self, plan: ScoringPlan) -> None:
+        self.plan = plan
+        self._scores: dict[tuple[int, WindowKey], dict[RecordKey, float | None]] = {}
+
+    def _rows(self, state: PartitionState, key: WindowKey, window: Window) -> list[Record]:
+        unit, _, _ = key
+        scores = score_unit(
+            self.plan, window.accumulators, state.bases_at(unit, state.window_end(key))
+        )
+        return list(unit_rows(self.plan, unit, scores))
+
+    def _previous_scores(
+        self, state: PartitionState, key: WindowKey
+    ) -> dict[RecordKey, float | None] | None:
+        unit, kind, start = key
+        previous_key = (unit, kind, state.calendar.previous_start(kind, start))  # type: ignore[arg-type]
+        cached = self._scores.get((state.partition, previous_key))
+        if cached is not None:
+            return cached
+        window = state.windows.get(previous_key)
+        if window is None:
+            return None
+        cached = {record_key(r): r["score"] for r in self._rows(state, previous_key, window)}
+        self._scores[(state.partition, previous_key)] = cached
+        return cached
+
+    def publish(self, state: PartitionState, now_ms: int) -> Publication:
+        out = Publication()
+        for key in sorted(k for k in state.windows if k[1] != "slice"):
+            window = state.windows[key]
+            if window.final:
+                continue
+            closed = state.is_closed(key)
+            if not window.changed and not closed:
+                continue
+            rows = self._rows(state, key, window)
+            unit, kind, start = key
+            window_start = state.calendar.isoformat(start)
+            annotate(
+                rows,
+                window=kind,
+                window_start=window_start,
+                version=self.plan.version,
+                previous=self._previous_scores(state, key),
+                means=None,
+                network_score=None,
+            )
+            window.revision += 1
+            window.changed = False
+            window.final = closed
+            window.unsaved = True
+            for row in rows:
+                row["window_start_ms"] = start
+                row["revision"] = window.revision
+                row["final"] = closed
+                row["published_at_ms"] = now_ms
+                row["newest_event_ingest_ms"] = window.newest_ingest_ms or None
+            self._scores[(state.partition, key)] = {record_key(r): r["score"] for r in rows}
+            out.records.extend(rows)
+            out.summaries.append(
+                {
+                    "unit": unit,
+                    "window": kind,
+                    "start": start,
+                    "window_start": window_start,
+                    "final": closed,
+                    "scores": [[*record_key(r)[2:], r["level"], r["score"]] for r in rows],
+                }
+            )
+        return out
+
+    def forget(self, partition: int, key: WindowKey) -> None:
+        self._scores.pop((partition, key), None)
+
+    def forget_partition(self, partition: int) -> None:
+        for cached in [k for k in self._scores if k[0] == partition]:
+            del self._scores[cached]

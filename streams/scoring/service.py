@@ -1,0 +1,158 @@
+"""The scoring service: partition states, flushes with deferred acks, coalesced publication.
+
+The Faust agent hands it each envelope; state lives in memory per partition and is written
+to the changelog-backed table in flushes (the agent's writes must happen while it iterates an
+event of that partition, Faust's rule for choosing the changelog partition). Envelopes are
+acknowledged only after the flush that persisted them, so Faust never commits an offset whose
+effect could be lost; what was applied but not flushed is simply replayed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from streams.core.plan import ScoringPlan
+from streams.scoring.envelope import Entry, decode_envelope
+from streams.scoring.fold import Counts, FoldConfig, PartitionState
+from streams.scoring.publish import Publisher, record_topic_key
+
+log = logging.getLogger(__name__)
+Message = tuple[str, bytes, bytes | None, int | None]  # topic, value, key, partition
+
+
+class Ackable(Protocol):
+    def ack(self) -> bool: ...
+
+
+class Outputs(Protocol):
+    """Encodes published records into messages (Avro) and knows the topics."""
+
+    def score_message(self, record: dict[str, Any]) -> Message: ...
+
+    def late_message(self, entry: Entry, watermark_ms: int, lateness_ms: int) -> Message: ...
+
+    def tick_message(self, partition: int) -> Message: ...
+
+
+TICK = b""  # an empty envelope: lets the agent flush an idle partition
+
+
+@dataclass
+class PartitionRuntime:
+    state: PartitionState
+    pending: list[Ackable] = field(default_factory=list)
+    last_flush: float = field(default_factory=time.monotonic)
+    last_envelope: float = field(default_factory=time.monotonic)
+    last_idle_advance: float = field(default_factory=time.monotonic)
+    tick_sent: bool = False
+
+
+class ScoringService:
+    def __init__(
+        self,
+        plan: ScoringPlan,
+        config: FoldConfig,
+        outputs: Outputs,
+        *,
+        flush_interval_s: float,
+        idle_advance_s: float,
+        flush_max_pending: int = 200,
+    ) -> None:
+        self.plan = plan
+        self.config = config
+        self.outputs = outputs
+        self.publisher = Publisher(plan)
+        self.flush_interval_s = flush_interval_s
+        self.idle_advance_s = idle_advance_s
+        self.flush_max_pending = flush_max_pending
+        self.partitions: dict[int, PartitionRuntime] = {}
+        self.published_records = 0
+
+    # -- inside the agent's iteration ---------------------------------------------------
+
+    def on_envelope(
+        self,
+        partition: int,
+        value: bytes,
+        event: Ackable,
+        load: Callable[[], Iterable[tuple[str, bytes]]],
+        write: Callable[[str, bytes | None], None],
+    ) -> None:
+        runtime = self.partitions.get(partition)
+        if runtime is None:
+            state = PartitionState.load(partition, self.config, load())
+            runtime = self.partitions[partition] = PartitionRuntime(state)
+        now = time.monotonic()
+        if value:
+            runtime.state.apply(decode_envelope(value))
+            runtime.last_envelope = runtime.last_idle_advance = now
+        runtime.tick_sent = False
+        runtime.pending.append(event)
+        if (
+            not value
+            or len(runtime.pending) >= self.flush_max_pending
+            or now - runtime.last_flush >= self.flush_interval_s
+        ):
+            self._flush(runtime, write)
+
+    def _flush(self, runtime: PartitionRuntime, write: Callable[[str, bytes | None], None]) -> None:
+        for key, value in runtime.state.flush():
+            write(key, value)
+        for event in runtime.pending:
+            event.ack()
+        runtime.pending.clear()
+        runtime.last_flush = time.monotonic()
+
+    def revoke(self, partitions: Iterable[int]) -> None:
+        """Unflushed state of revoked partitions is dropped: the new owner replays it."""
+        for partition in partitions:
+            if self.partitions.pop(partition, None) is not None:
+                self.publisher.forget_partition(partition)
+
+    # -- on the emit timer ----------------------------------------------------------------
+
+    def emit(self) -> list[Message]:
+        """Messages to publish now: changed/closing windows, late events, flush ticks."""
+        now = time.monotonic()
+        now_ms = int(time.time() * 1000)
+        messages: list[Message] = []
+        lateness = self.config.allowed_lateness_ms
+        for partition, runtime in self.partitions.items():
+            state = runtime.state
+            if now - runtime.last_envelope >= self.idle_advance_s:
+                state.advance_idle(int((now - runtime.last_idle_advance) * 1000))
+                runtime.last_idle_advance = now
+            publication = self.publisher.publish(state, now_ms)
+            messages.extend(self.outputs.score_message(r) for r in publication.records)
+            self.published_records += len(publication.records)
+            watermark = state.watermark_ms or 0
+            messages.extend(self.outputs.late_message(e, watermark, lateness) for e in state.late)
+            state.late.clear()
+            for key in state.expire():
+                self.publisher.forget(partition, key)
+            unflushed = runtime.pending or any(w.unsaved for w in state.windows.values())
+            if (
+                unflushed
+                and not runtime.tick_sent
+                and now - runtime.last_envelope >= self.flush_interval_s
+            ):
+                messages.append(self.outputs.tick_message(partition))
+                runtime.tick_sent = True
+        return messages
+
+    def counts(self) -> Counts:
+        total = Counts()
+        for runtime in self.partitions.values():
+            c = runtime.state.counts
+            total.scored += c.scored
+            total.duplicates += c.duplicates
+            total.late += c.late
+            total.replayed += c.replayed
+        return total
+
+
+__all__ = ["ScoringService", "record_topic_key"]

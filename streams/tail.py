@@ -1,0 +1,57 @@
+"""Reading output topics back (`cemi tail`, tests): decode Avro records to dicts."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer
+
+from streams.core.events import InvalidEvent
+from streams.wire.codec import decode_record
+from streams.wire.schemas import SchemaStore
+
+
+async def read_topic(
+    bootstrap: str, topic: str, *, from_beginning: bool = True, idle_exit_s: float | None = None
+) -> AsyncIterator[tuple[Any, dict[str, Any]]]:
+    """Yield (message, decoded record) until `idle_exit_s` passes without a new record."""
+    store = SchemaStore()
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        client_id=f"cemi-tail-{uuid.uuid4().hex[:8]}",
+        auto_offset_reset="earliest" if from_beginning else "latest",
+        enable_auto_commit=False,
+        fetch_max_wait_ms=100,
+    )
+    await consumer.start()
+    try:
+        last = time.monotonic()
+        while True:
+            batches = await consumer.getmany(timeout_ms=200, max_records=5000)
+            if not batches:
+                if idle_exit_s is not None and time.monotonic() - last >= idle_exit_s:
+                    return
+                continue
+            last = time.monotonic()
+            for records in batches.values():
+                for message in records:
+                    try:
+                        _, record = decode_record(store, message.value)
+                    except InvalidEvent as error:
+                        record = {"undecodable": error.text}
+                    yield message, record
+    finally:
+        await consumer.stop()
+
+
+async def latest_by_key(bootstrap: str, topic: str, idle_exit_s: float = 3.0) -> dict[bytes, Any]:
+    """The latest record per key of a (compacted) topic, as a consumer would keep it."""
+    latest: dict[bytes, Any] = {}
+    async for message, record in read_topic(bootstrap, topic, idle_exit_s=idle_exit_s):
+        latest[message.key] = record
+    return latest

@@ -1,0 +1,82 @@
+"""Topic names (one place) and their creation on the broker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+from typing import Final
+
+from streams.core.events import EVENT_TYPES
+from streams.settings import Settings
+
+# event type -> input topic suffix
+INPUT: Final = {
+    "order": "touchpoint.orders",
+    "install": "touchpoint.installs",
+    "ticket": "touchpoint.tickets",
+    "payment": "touchpoint.payments",
+    "cancellation": "touchpoint.cancellations",
+    "survey": "touchpoint.surveys",
+    "subscriber_base": "touchpoint.subscriber-base",
+}
+assert set(INPUT) == set(EVENT_TYPES)
+OUTPUT: Final = {
+    "kpi": "cemi.kpi",
+    "scores": "cemi.scores",
+    "alerts": "cemi.alerts",
+    "deadletter": "deadletter",
+    "late": "late",
+}
+COMPACTED: Final = frozenset({"kpi", "scores", "alerts"})
+ENVELOPES: Final = "internal.envelopes"
+
+
+@dataclass(frozen=True)
+class Topics:
+    settings: Settings
+
+    def input(self, etype: str) -> str:
+        return self.settings.topic(INPUT[etype])
+
+    @property
+    def inputs(self) -> list[str]:
+        return [self.settings.topic(name) for name in INPUT.values()]
+
+    def output(self, name: str) -> str:
+        return self.settings.topic(OUTPUT[name])
+
+    @property
+    def envelopes(self) -> str:
+        return self.settings.topic(ENVELOPES)
+
+    def all(self) -> dict[str, dict[str, str]]:
+        """Every topic the scorer reads or writes, with its configs."""
+        topics: dict[str, dict[str, str]] = {name: {} for name in self.inputs}
+        for key, suffix in OUTPUT.items():
+            config = {"cleanup.policy": "compact"} if key in COMPACTED else {}
+            topics[self.settings.topic(suffix)] = config
+        topics[self.envelopes] = {}
+        return topics
+
+
+async def create_topics(settings: Settings, bootstrap: str) -> None:
+    """Create every topic with the configured partitions (existing ones are left alone)."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from aiokafka.errors import TopicAlreadyExistsError
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [
+            NewTopic(name, settings.partitions, settings.replication_factor, topic_configs=config)
+            for name, config in Topics(settings).all().items()
+            if name not in existing
+        ]
+        if wanted:
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics(wanted)
+            await asyncio.sleep(0.2)  # let the broker's metadata settle
+    finally:
+        await admin.close()

@@ -1,0 +1,121 @@
+"""Avro schemas: the event schemas derived from the one event definition, and the store of
+every schema version in `schemas/`, looked up by CRC-64-AVRO fingerprint.
+
+`schemas/events/*.avsc` are generated from `streams.core.events` (`cemi schemas write`; a test
+checks the committed files are what the code generates). Older versions stay in the folder
+(e.g. `order.v1.avsc`) so that records written with them are still read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from fastavro import parse_schema
+from fastavro.schema import fingerprint, to_parsing_canonical_form
+
+from streams.core.events import EVENT_FIELDS, FieldSpec
+
+NAMESPACE: Final = "cemi.v1"
+UNKNOWN_SYMBOL: Final = "unknown"  # enum default: new symbols read as this by old readers
+
+
+def schema_dir() -> Path:
+    """`CEMI_SCHEMA_DIR`, else the `schemas/` folder of this checkout."""
+    configured = os.environ.get("CEMI_SCHEMA_DIR")
+    return Path(configured) if configured else Path(__file__).resolve().parents[2] / "schemas"
+
+
+def _camel(name: str) -> str:
+    return "".join(part.capitalize() for part in name.split("_"))
+
+
+def _field_schema(etype: str, spec: FieldSpec) -> dict[str, Any]:
+    avro: Any
+    if spec.type == "enum":
+        # Shared enums (service, channel) get one name; the others are named per event type.
+        owner = "" if spec.name in ("service", "channel") else _camel(etype)
+        avro = {
+            "type": "enum",
+            "name": f"{owner}{_camel(spec.name)}",
+            "symbols": [*spec.symbols, UNKNOWN_SYMBOL],
+            "default": UNKNOWN_SYMBOL,
+        }
+    else:
+        avro = {"str": "string", "int": "long", "float": "double", "bool": "boolean"}[spec.type]
+    field: dict[str, Any] = {"name": spec.name, "doc": spec.doc}
+    if spec.nullable:
+        field.update(type=["null", avro], default=None)
+    else:
+        field["type"] = avro
+    return field
+
+
+def event_schema(etype: str) -> dict[str, Any]:
+    """The Avro record schema of one event type (the record name carries the type)."""
+    return {
+        "type": "record",
+        "name": _camel(etype),
+        "namespace": NAMESPACE,
+        "doc": f"A {etype.replace('_', ' ')} touchpoint event (type `{etype}`).",
+        "fields": [_field_schema(etype, spec) for spec in EVENT_FIELDS[etype].values()],
+    }
+
+
+def event_type_of(record_name: str) -> str | None:
+    """`cemi.v1.SubscriberBase` -> `subscriber_base` (None for non-event records)."""
+    short = record_name.rsplit(".", 1)[-1]
+    for etype in EVENT_FIELDS:
+        if _camel(etype) == short:
+            return etype
+    return None
+
+
+@dataclass(frozen=True)
+class StoredSchema:
+    name: str  # full record name, e.g. cemi.v1.Order
+    path: Path
+    parsed: dict[str, Any]
+    canonical: str
+    header: bytes  # single-object header: C3 01 + fingerprint (little-endian)
+
+
+def single_object_header(canonical: str) -> bytes:
+    # fastavro gives the fingerprint's bytes already in the little-endian order of the spec.
+    return b"\xc3\x01" + bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO"))
+
+
+def load_schema(path: Path) -> StoredSchema:
+    raw = json.loads(path.read_text())
+    parsed: dict[str, Any] = parse_schema(raw)  # type: ignore[assignment]
+    canonical = to_parsing_canonical_form(raw)
+    name = f"{raw.get('namespace', NAMESPACE)}.{raw['name']}"
+    return StoredSchema(name, path, parsed, canonical, single_object_header(canonical))
+
+
+class SchemaStore:
+    """Every schema in the folder: the current one per record name, and all by fingerprint.
+
+    The current version of a record is `NAME.avsc`; older ones are `NAME.vN.avsc`.
+    """
+
+    def __init__(self, folder: Path | None = None) -> None:
+        folder = folder or schema_dir()
+        self.by_header: dict[bytes, StoredSchema] = {}
+        self.current: dict[str, StoredSchema] = {}
+        for path in sorted(folder.rglob("*.avsc")):
+            stored = load_schema(path)
+            self.by_header[stored.header] = stored
+            if path.name.count(".") == 1:
+                if stored.name in self.current:
+                    raise ValueError(f"{path}: a second current schema for {stored.name}")
+                self.current[stored.name] = stored
+
+    def current_event(self, etype: str) -> StoredSchema:
+        return self.current[f"{NAMESPACE}.{_camel(etype)}"]
+
+    def current_record(self, short_name: str) -> StoredSchema:
+        return self.current[f"{NAMESPACE}.{short_name}"]
