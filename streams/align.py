@@ -35,18 +35,9 @@ class Aligner(Generic[P]):
         buffer = self.buffers.get(partition)
         return len(buffer) if buffer else 0
 
-    def release(
-        self,
-        assigned: Iterable[P],
-        caught_up: Callable[[P], bool],
-        now: float,
-        limit: int,
-    ) -> list[tuple[P, Any]]:
-        """Up to `limit` records, oldest record timestamp first, across partitions.
-
-        A partition with nothing buffered that is not caught up with its broker end holds
-        the merge back, unless it has been starved for longer than `max_wait_s`.
-        """
+    def waiting(self, assigned: Iterable[P], caught_up: Callable[[P], bool], now: float) -> set[P]:
+        """Partitions that hold the merge back: nothing buffered, more on the broker, and
+        not starved for longer than `max_wait_s` (a stuck partition stops holding)."""
         waiting: set[P] = set()
         for partition in assigned:
             if self.buffers.get(partition) or caught_up(partition):
@@ -55,8 +46,11 @@ class Aligner(Generic[P]):
             since = self._starved_since.setdefault(partition, now)
             if now - since < self.max_wait_s:
                 waiting.add(partition)
-        if waiting:
-            return []
+        return waiting
+
+    def release(self, caught_up: Callable[[P], bool], limit: int) -> list[tuple[P, Any]]:
+        """Up to `limit` records, oldest record timestamp first, across partitions; stops
+        when a partition runs dry that has more on the broker. Call when nothing waits."""
         heads = [(b[0].timestamp, i, p) for i, (p, b) in enumerate(self.buffers.items()) if b]
         heapq.heapify(heads)
         out: list[tuple[P, Any]] = []

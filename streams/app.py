@@ -64,6 +64,7 @@ def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | N
         allowed_lateness_ms=settings.allowed_lateness_ms,
         rolling_span_ms=settings.rolling_span_ms,
         rolling_slice_ms=settings.rolling_slice_ms,
+        source_idle_ms=settings.idle_advance_ms,
     )
     runtime = Runtime(
         settings=settings,

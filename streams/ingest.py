@@ -30,7 +30,7 @@ from streams.wire.codec import EventDecoder, encode
 from streams.wire.schemas import SchemaStore
 
 log = logging.getLogger(__name__)
-ALIGN_MAX_WAIT_S = 3.0  # how long a partition with data on the broker may hold the merge
+ALIGN_MAX_WAIT_S = 5.0  # how long a partition with data on the broker may hold the merge
 MAX_ENVELOPE_ENTRIES = 2_000  # keeps an envelope well under the broker's message size limit
 
 
@@ -103,9 +103,12 @@ class Ingest:
         found = await self.producer.partitions_for(self.topics.envelopes)
         self.envelope_partitions = len(found) if found else self.settings.partitions
         paused: set[TopicPartition] = set()
+        waiting: set[TopicPartition] = set()
         try:
             while not self._stopping.is_set():
-                fetched = await consumer.getmany(timeout_ms=100, max_records=batch)
+                # Fetch the partitions the merge waits for first: a consumer's fetches are
+                # not fair across partitions, and the merge must not run ahead of them.
+                fetched = await consumer.getmany(*waiting, timeout_ms=100, max_records=batch)
                 for tp, records in fetched.items():
                     aligner.add(tp, records)
                 assigned = consumer.assignment()
@@ -118,9 +121,10 @@ class Ingest:
                         and await consumer.position(tp) >= highwater
                     ):
                         caught_up.add(tp)
-                released = aligner.release(
-                    assigned, caught_up.__contains__, time.monotonic(), batch
-                )
+                waiting = aligner.waiting(assigned, caught_up.__contains__, time.monotonic())
+                if waiting:
+                    continue
+                released = aligner.release(caught_up.__contains__, batch)
                 if released:
                     await self.process(released)
                     offsets: dict[TopicPartition, int] = {}

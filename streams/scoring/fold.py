@@ -14,6 +14,13 @@ no transactions; Kafka transactions would also not cover our own replays):
 - Duplicates (same `event_id`, other source coordinates) are recognised over the lateness
   horizon through a seen-id index persisted in write-once chunks.
 
+The watermark of a partition is the minimum, over the input partitions (sources) feeding it
+that were active in the last `source_idle_ms` of wall-clock time, of the newest event time
+each has delivered; it never goes back. Several ingests (one per worker) and topics of very
+different volume feed one partition at their own pace, so the newest event seen would let a
+fast source declare a slow one's events late. An event older than the watermark minus the
+allowed lateness is late.
+
 Window kinds: `day` and `month` (local calendar, published) and `slice` (UTC-aligned slices of
 the rolling window, for alerts and live panels).
 """
@@ -41,6 +48,7 @@ class FoldConfig:
     allowed_lateness_ms: int
     rolling_span_ms: int
     rolling_slice_ms: int
+    source_idle_ms: int = 10_000
 
 
 @dataclass
@@ -108,6 +116,8 @@ class PartitionState:
         self.config = config
         self.calendar = LocalCalendar(config.timezone)
         self.watermark_ms: int | None = None
+        # source -> [newest event time, wall-clock ms when it last delivered]
+        self.sources: dict[str, list[int]] = {}
         self.counts = Counts()
         self.units: dict[str, UnitState] = {}
         self.windows: dict[WindowKey, Window] = {}
@@ -117,9 +127,23 @@ class PartitionState:
 
     # -- folding -----------------------------------------------------------------------
 
-    def apply(self, entries: Iterable[Entry]) -> None:
+    def refresh_watermark(self, now_ms: int) -> None:
+        """Minimum newest time over the active sources; with none active, everything sent
+        has been seen, so the newest time of all."""
+        if not self.sources:
+            return
+        active_since = now_ms - self.config.source_idle_ms
+        newest = [t for t, seen in self.sources.values() if seen >= active_since]
+        candidate = min(newest) if newest else max(t for t, _ in self.sources.values())
+        if self.watermark_ms is None or candidate > self.watermark_ms:
+            self.watermark_ms = candidate
+
+    def apply(self, entries: Iterable[Entry], now_ms: int) -> None:
+        """Fold one envelope's entries; the watermark moves between envelopes."""
+        self.refresh_watermark(now_ms)
         lateness = self.config.allowed_lateness_ms
         units = self.units
+        sources = self.sources
         for entry in entries:
             unit = entry.unit
             state = units.get(unit)
@@ -129,6 +153,13 @@ class PartitionState:
             if offset <= state.guard.get(source, -1):
                 self.counts.replayed += 1
                 continue
+            seen_from = sources.get(source)
+            if seen_from is None:
+                sources[source] = [entry.event_time, now_ms]
+            else:
+                if entry.event_time > seen_from[0]:
+                    seen_from[0] = entry.event_time
+                seen_from[1] = now_ms
             state.guard[source] = offset
             seen = state.seen.get(entry.event_id)
             if seen is not None and (seen[0] != source or seen[1] != offset):
@@ -143,11 +174,10 @@ class PartitionState:
                 state.seen[entry.event_id] = (source, offset)
                 state.fresh.append((entry.event_id, source, offset, entry.event_time))
             self.counts.scored += 1
-            if watermark is None or entry.event_time > watermark:
-                self.watermark_ms = entry.event_time
             if entry.ingest_ms > self.newest_ingest_ms:
                 self.newest_ingest_ms = entry.ingest_ms
             self._fold(unit, state, entry)
+        self.refresh_watermark(now_ms)
 
     def _fold(self, unit: str, state: UnitState, entry: Entry) -> None:
         day, month = self.calendar.starts(entry.event_time)
@@ -195,6 +225,8 @@ class PartitionState:
         """An idle partition's watermark follows the wall clock, so its windows still close."""
         if self.watermark_ms is not None and elapsed_ms > 0:
             self.watermark_ms += elapsed_ms
+            for source in self.sources.values():  # idle sources must not pull it back
+                source[0] = max(source[0], self.watermark_ms)
 
     # -- windows ----------------------------------------------------------------------
 
@@ -290,6 +322,7 @@ class PartitionState:
         return orjson.dumps(
             {
                 "w": self.watermark_ms,
+                "s": {source: newest for source, (newest, _) in self.sources.items()},
                 "n": [
                     self.counts.scored,
                     self.counts.duplicates,
@@ -302,7 +335,11 @@ class PartitionState:
 
     @classmethod
     def load(
-        cls, partition: int, config: FoldConfig, items: Iterable[tuple[str, bytes]]
+        cls,
+        partition: int,
+        config: FoldConfig,
+        items: Iterable[tuple[str, bytes]],
+        now_ms: int,
     ) -> PartitionState:
         """Rebuild from the table's values of this partition (after recovery)."""
         state = cls(partition, config)
@@ -316,6 +353,8 @@ class PartitionState:
             if parts[1] == "c":
                 control = orjson.loads(value)
                 state.watermark_ms = control["w"]
+                # sources count as active from the reload on
+                state.sources = {k: [v, now_ms] for k, v in control["s"].items()}
                 state.counts = Counts(*control["n"])
                 for unit, data in control["u"].items():
                     state.units[unit] = UnitState(guard=data["g"], next_chunk=data["c"])

@@ -41,6 +41,10 @@ class Outputs(Protocol):
 TICK = b""  # an empty envelope: lets the agent flush an idle partition
 
 
+def _wall_ms() -> int:
+    return int(time.time() * 1000)
+
+
 @dataclass
 class PartitionRuntime:
     state: PartitionState
@@ -84,11 +88,11 @@ class ScoringService:
     ) -> None:
         runtime = self.partitions.get(partition)
         if runtime is None:
-            state = PartitionState.load(partition, self.config, load())
+            state = PartitionState.load(partition, self.config, load(), _wall_ms())
             runtime = self.partitions[partition] = PartitionRuntime(state)
         now = time.monotonic()
         if value:
-            runtime.state.apply(decode_envelope(value))
+            runtime.state.apply(decode_envelope(value), _wall_ms())
             runtime.last_envelope = runtime.last_idle_advance = now
         runtime.tick_sent = False
         runtime.pending.append(event)
@@ -123,6 +127,7 @@ class ScoringService:
         lateness = self.config.allowed_lateness_ms
         for partition, runtime in self.partitions.items():
             state = runtime.state
+            state.refresh_watermark(now_ms)
             if now - runtime.last_envelope >= self.idle_advance_s:
                 state.advance_idle(int((now - runtime.last_idle_advance) * 1000))
                 runtime.last_idle_advance = now

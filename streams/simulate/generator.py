@@ -111,10 +111,11 @@ class Generator:
                 yield dict(rng.choice(recent))  # a re-sent event: same event_id
                 continue
             event = self._event(i, time_ms)
-            if len(recent) < 1000:
+            # re-sends repeat one of the last few events, as a producer retry would
+            if len(recent) < 20:
                 recent.append(event)
             else:
-                recent[i % 1000] = event
+                recent[i % 20] = event
             yield event
 
     def _snapshots(self, time_ms: int, sequence: int) -> Iterator[dict[str, Any]]:
