@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,7 @@ from streams.ingest import Ingest
 from streams.kafka_compat import SCHEME, register_transport
 from streams.outputs import AvroOutputs
 from streams.scoring.fold import FoldConfig
+from streams.scoring.network import NetworkState, decode_summary
 from streams.scoring.service import Message, ScoringService
 from streams.settings import Settings
 from streams.topics import Topics
@@ -40,8 +42,10 @@ class Runtime:
     topics: Topics
     store: SchemaStore
     scoring: ScoringService
+    outputs: AvroOutputs
     producer: AIOKafkaProducer | None = None
     ingest: Ingest | None = None
+    network: NetworkState | None = None
 
     async def send(self, messages: list[Message]) -> None:
         assert self.producer is not None
@@ -66,7 +70,9 @@ def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | N
         rolling_slice_ms=settings.rolling_slice_ms,
         source_idle_ms=settings.idle_advance_ms,
     )
+    outputs = AvroOutputs(topics, store)
     runtime = Runtime(
+        outputs=outputs,
         settings=settings,
         bootstrap=bootstrap,
         plan=plan,
@@ -75,7 +81,7 @@ def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | N
         scoring=ScoringService(
             plan,
             config,
-            AvroOutputs(topics, store),
+            outputs,
             flush_interval_s=settings.emit_interval_ms / 1000,
             idle_advance_s=settings.idle_advance_ms / 1000,
         ),
@@ -124,6 +130,33 @@ def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | N
     def load() -> list[tuple[str, bytes]]:
         return list(state.items())
 
+    unit_scores = app.topic(
+        topics.unit_scores,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=1,
+        internal=False,
+    )
+    network_table = app.Table(
+        "network",
+        partitions=1,
+        schema=faust.Schema(
+            key_type=str, value_type=bytes, key_serializer="json", value_serializer="raw"
+        ),
+    )
+
+    @app.agent(unit_scores, name="network")
+    async def network(stream: Any) -> None:
+        # Low volume (one message per unit window publication): Faust per message is fine.
+        async for event in stream.events():
+            if runtime.network is None:
+                runtime.network = NetworkState(plan)
+                for value in list(network_table.values()):
+                    runtime.network.add(decode_summary(value))
+            summary = decode_summary(event.value)
+            network_table[event.key.decode()] = event.value
+            runtime.network.add(summary)
+
     @app.agent(envelopes, name="score")
     async def score(stream: Any) -> None:
         async for event in stream.noack().events():
@@ -131,8 +164,16 @@ def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | N
 
     @app.timer(settings.emit_interval_ms / 1000)
     async def emit() -> None:
-        if runtime.producer is not None:
-            await runtime.send(runtime.scoring.emit())
+        if runtime.producer is None:
+            return
+        messages = runtime.scoring.emit()
+        if runtime.network is not None:
+            now_ms = int(time.time() * 1000)
+            messages.extend(
+                runtime.outputs.score_message(r) for r in runtime.network.publish(now_ms)
+            )
+            runtime.network.expire()
+        await runtime.send(messages)
 
     async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
         runtime.scoring.revoke(tp.partition for tp in revoked if tp.topic == topics.envelopes)

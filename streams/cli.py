@@ -13,6 +13,7 @@ from streams.core.catalog import Catalog, CatalogError, load_catalog
 from streams.core.events import InvalidEvent
 from streams.core.plan import ScoringPlan
 from streams.settings import Settings, SettingsError, load_settings
+from streams.simulate.generator import DEFAULT_UNITS
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="CEMI streaming scorer.")
 catalog_app = typer.Typer(no_args_is_help=True, help="Work with scoring catalogs.")
@@ -231,6 +232,68 @@ def tail(
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run())
+
+
+@app.command()
+def simulate(
+    units: Annotated[str, typer.Option(help="Comma-separated unit codes.")] = ",".join(
+        DEFAULT_UNITS
+    ),
+    rate: Annotated[
+        float | None, typer.Option(help="Events per second, live (event time = now).")
+    ] = None,
+    count: Annotated[int | None, typer.Option(help="How many events (then stop).")] = None,
+    duration: Annotated[float | None, typer.Option(help="Seconds to run (live).")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
+    scenario: Annotated[
+        list[str] | None,
+        typer.Option(help="Incident: install_backlog, payment_gateway, complaint_surge."),
+    ] = None,
+    wire: Annotated[str, typer.Option("--format", help="avro, json or mixed.")] = "avro",
+    out: Annotated[Path | None, typer.Option(help="Write JSON lines here instead.")] = None,
+) -> None:
+    """Produce realistic events: live at a rate, as fast as possible up to a count, or to a file."""
+    import asyncio
+
+    from streams.simulate.runner import simulate as run_simulation
+
+    settings = _settings()
+    if out is None and not settings.broker_url:
+        typer.echo("CEMI_BROKER_URL: must be set (or give --out FILE)", err=True)
+        raise typer.Exit(EXIT_INVALID_CONFIG)
+    try:
+        produced = asyncio.run(
+            run_simulation(
+                settings,
+                settings.broker_url,
+                units=tuple(u.strip() for u in units.split(",") if u.strip()),
+                rate=rate,
+                count=count,
+                seed=seed,
+                scenarios=tuple(scenario or ()),
+                wire=wire,
+                out=out,
+                start_ms=None,
+                duration_s=duration,
+            )
+        )
+    except ValueError as error:
+        typer.echo(str(error), err=True)
+        raise typer.Exit(EXIT_INVALID_CONFIG) from None
+    except KeyboardInterrupt:
+        return
+    typer.echo(f"produced {produced} events", err=True)
+
+
+@app.command()
+def demo(
+    rate: Annotated[float, typer.Option(help="Simulated events per second.")] = 300.0,
+    duration: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
+) -> None:
+    """Broker + worker + simulator with an install backlog in HPG, shown live (Ctrl-C stops)."""
+    from streams.demo import run_demo
+
+    run_demo(_settings(), rate=rate, duration_s=duration)
 
 
 def main() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from streams.scoring.envelope import Entry
+from streams.scoring.network import encode_summary
 from streams.scoring.publish import record_topic_key
 from streams.scoring.service import TICK, Message
 from streams.topics import Topics
@@ -50,6 +51,10 @@ class AvroOutputs:
             entry.source.encode() + b"#" + str(entry.offset).encode(),
             None,
         )
+
+    def summary_message(self, summary: dict[str, Any]) -> Message:
+        key = f"{summary['window']}|{summary['start']}|{summary['unit']}".encode()
+        return self.topics.unit_scores, encode_summary(summary), key, 0
 
     def tick_message(self, partition: int) -> Message:
         return self.topics.envelopes, TICK, None, partition

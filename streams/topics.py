@@ -30,6 +30,7 @@ OUTPUT: Final = {
 }
 COMPACTED: Final = frozenset({"kpi", "scores", "alerts"})
 ENVELOPES: Final = "internal.envelopes"
+UNIT_SCORES: Final = "internal.unit-scores"  # one partition: the network level in one place
 
 
 @dataclass(frozen=True)
@@ -50,13 +51,19 @@ class Topics:
     def envelopes(self) -> str:
         return self.settings.topic(ENVELOPES)
 
-    def all(self) -> dict[str, dict[str, str]]:
-        """Every topic the scorer reads or writes, with its configs."""
-        topics: dict[str, dict[str, str]] = {name: {} for name in self.inputs}
+    @property
+    def unit_scores(self) -> str:
+        return self.settings.topic(UNIT_SCORES)
+
+    def all(self) -> dict[str, tuple[int, dict[str, str]]]:
+        """Every topic the scorer reads or writes: (partitions, configs)."""
+        partitions = self.settings.partitions
+        topics: dict[str, tuple[int, dict[str, str]]] = {n: (partitions, {}) for n in self.inputs}
         for key, suffix in OUTPUT.items():
             config = {"cleanup.policy": "compact"} if key in COMPACTED else {}
-            topics[self.settings.topic(suffix)] = config
-        topics[self.envelopes] = {}
+            topics[self.settings.topic(suffix)] = (partitions, config)
+        topics[self.envelopes] = (partitions, {})
+        topics[self.unit_scores] = (1, {})
         return topics
 
 
@@ -70,8 +77,8 @@ async def create_topics(settings: Settings, bootstrap: str) -> None:
     try:
         existing = set(await admin.list_topics())
         wanted = [
-            NewTopic(name, settings.partitions, settings.replication_factor, topic_configs=config)
-            for name, config in Topics(settings).all().items()
+            NewTopic(name, count, settings.replication_factor, topic_configs=config)
+            for name, (count, config) in Topics(settings).all().items()
             if name not in existing
         ]
         if wanted:

@@ -104,7 +104,7 @@ class Publisher:
                     "start": start,
                     "window_start": window_start,
                     "final": closed,
-                    "scores": [[*record_key(r)[2:], r["level"], r["score"]] for r in rows],
+                    "score": rows[0]["score"],  # unit_rows start with the unit row
                 }
             )
         return out

@@ -37,6 +37,8 @@ class Outputs(Protocol):
 
     def tick_message(self, partition: int) -> Message: ...
 
+    def summary_message(self, summary: dict[str, Any]) -> Message: ...
+
 
 TICK = b""  # an empty envelope: lets the agent flush an idle partition
 
@@ -133,6 +135,7 @@ class ScoringService:
                 runtime.last_idle_advance = now
             publication = self.publisher.publish(state, now_ms)
             messages.extend(self.outputs.score_message(r) for r in publication.records)
+            messages.extend(self.outputs.summary_message(s) for s in publication.summaries)
             self.published_records += len(publication.records)
             watermark = state.watermark_ms or 0
             messages.extend(self.outputs.late_message(e, watermark, lateness) for e in state.late)
