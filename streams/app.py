@@ -32,6 +32,24 @@ from streams.wire.schemas import SchemaStore
 log = logging.getLogger(__name__)
 
 
+class ConfirmingTable(faust.Table):  # type: ignore[misc,type-arg]
+    """A table whose changelog sends can be awaited (`confirm_sent`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._sent: list[Any] = []
+
+    def send_changelog(self, *args: Any, **kwargs: Any) -> Any:
+        future = super().send_changelog(*args, **kwargs)
+        self._sent.append(future)
+        return future
+
+    async def confirm_sent(self) -> None:
+        sent, self._sent = self._sent, []
+        if sent:
+            await asyncio.gather(*sent)
+
+
 @dataclass
 class Runtime:
     """What the app's agents, timers and routes share (one per worker process)."""
@@ -113,7 +131,8 @@ def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | N
         partitions=settings.partitions,
         internal=False,
     )
-    state = app.Table(
+    app.conf.Table = ConfirmingTable  # type: ignore[assignment]
+    state: ConfirmingTable = app.Table(  # type: ignore[assignment]
         "state",
         partitions=settings.partitions,
         schema=faust.Schema(
@@ -137,7 +156,7 @@ def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | N
         partitions=1,
         internal=False,
     )
-    network_table = app.Table(
+    network_table: ConfirmingTable = app.Table(  # type: ignore[assignment]
         "network",
         partitions=1,
         schema=faust.Schema(
@@ -156,11 +175,20 @@ def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | N
             summary = decode_summary(event.value)
             network_table[event.key.decode()] = event.value
             runtime.network.add(summary)
+            await network_table.confirm_sent()
 
     @app.agent(envelopes, name="score")
     async def score(stream: Any) -> None:
         async for event in stream.noack().events():
-            runtime.scoring.on_envelope(event.message.partition, event.value, event, load, write)
+            flushed = runtime.scoring.on_envelope(
+                event.message.partition, event.value, event, load, write
+            )
+            if flushed:
+                # Acknowledge only once the changelog has the flush: Faust commits acked
+                # offsets, and a commit must never get ahead of the state it stands for.
+                await state.confirm_sent()
+                for done in flushed:
+                    done.ack()
 
     @app.timer(settings.emit_interval_ms / 1000)
     async def emit() -> None:

@@ -87,7 +87,9 @@ class ScoringService:
         event: Ackable,
         load: Callable[[], Iterable[tuple[str, bytes]]],
         write: Callable[[str, bytes | None], None],
-    ) -> None:
+    ) -> list[Ackable]:
+        """Fold one envelope (an empty one is a flush tick). Returns the envelopes to
+        acknowledge once the writes made by this call are confirmed (empty: no flush)."""
         runtime = self.partitions.get(partition)
         if runtime is None:
             state = PartitionState.load(partition, self.config, load(), _wall_ms())
@@ -99,19 +101,17 @@ class ScoringService:
         runtime.tick_sent = False
         runtime.pending.append(event)
         if (
-            not value
-            or len(runtime.pending) >= self.flush_max_pending
-            or now - runtime.last_flush >= self.flush_interval_s
+            value
+            and len(runtime.pending) < self.flush_max_pending
+            and now - runtime.last_flush < self.flush_interval_s
         ):
-            self._flush(runtime, write)
-
-    def _flush(self, runtime: PartitionRuntime, write: Callable[[str, bytes | None], None]) -> None:
-        for key, value in runtime.state.flush():
-            write(key, value)
-        for event in runtime.pending:
-            event.ack()
-        runtime.pending.clear()
-        runtime.last_flush = time.monotonic()
+            return []
+        for key, data in runtime.state.flush():
+            write(key, data)
+        flushed = runtime.pending
+        runtime.pending = []
+        runtime.last_flush = now
+        return flushed
 
     def revoke(self, partitions: Iterable[int]) -> None:
         """Unflushed state of revoked partitions is dropped: the new owner replays it."""

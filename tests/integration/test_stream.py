@@ -226,11 +226,14 @@ def test_two_workers_give_the_same_final_scores_as_one(stream_factory: Any) -> N
     stream.worker()
     stream.worker()
     sent = send(stream, events)
-    stream.wait_for(
-        lambda: sum(stream.totals()[k] for k in ("scored", "duplicates", "late")) == sent,
-        timeout=180,
-        what="all events folded by two workers",
-    )
+
+    def settled() -> bool:
+        owned = [w.stats() or {} for w in stream.workers]
+        partitions = [p for stats in owned for p in stats.get("partitions", [])]
+        folded = sum(stream.totals()[k] for k in ("scored", "duplicates", "late"))
+        return len(partitions) == len(set(partitions)) and folded == sent
+
+    stream.wait_for(settled, timeout=180, what="all events folded by two workers")
     time.sleep(2)
     topics = [stream.settings.topic("cemi.scores"), stream.settings.topic("cemi.kpi")]
     assert assert_same_scores(stream_records(stream.bootstrap, topics), batch_records(events))
