@@ -98,6 +98,23 @@ class Kpi(_Strict):
         return self
 
 
+class AlertOverrides(_Strict):
+    """Per touchpoint or service: what differs from the catalog's `alerts` defaults."""
+
+    min_sample: Annotated[int, Field(ge=1)] | None = None
+    hold_ms: Annotated[int, Field(ge=0)] | None = None
+    hysteresis: Annotated[float, Field(ge=0, le=4, allow_inf_nan=False)] | None = None
+
+
+class AlertDefaults(_Strict):
+    """Alert rule defaults (SPEC §7); thresholds are on the 1..5 scale."""
+
+    threshold: Score = 3.0
+    min_sample: Annotated[int, Field(ge=1)] = 20
+    hold_ms: Annotated[int, Field(ge=0)] = 300_000
+    hysteresis: Annotated[float, Field(ge=0, le=4, allow_inf_nan=False)] = 0.2
+
+
 class Touchpoint(_Strict):
     name: str | None = None
     phase: str | None = None
@@ -105,6 +122,7 @@ class Touchpoint(_Strict):
     weight: Weight
     threshold: Score | None = None
     target: Score | None = None
+    alert: AlertOverrides | None = None
     kpis: dict[str, Kpi]
 
     @field_validator("kpis")
@@ -117,6 +135,7 @@ class Service(_Strict):
     weight: Weight
     target: Score | None = None
     threshold: Score | None = None
+    alert: AlertOverrides | None = None
     touchpoints: dict[str, Touchpoint]
 
     @field_validator("touchpoints")
@@ -138,6 +157,7 @@ class Catalog(_Strict):
     timezone: str = "Asia/Ho_Chi_Minh"
     target: Score | None = None
     units: dict[str, UnitWeight] = Field(default_factory=dict)
+    alerts: AlertDefaults = Field(default_factory=AlertDefaults)
     defaults: Defaults | None = None
     services: dict[str, Service]
 

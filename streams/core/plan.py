@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any, Final
 
-from streams.core.catalog import Catalog, Kpi
+from streams.core.alerts import AlertRule
+from streams.core.catalog import AlertDefaults, AlertOverrides, Catalog, Kpi
 from streams.core.events import field_spec
 from streams.core.predicates import Predicate, compile_predicate
 from streams.core.scales import Scale
@@ -50,6 +51,19 @@ class KpiDef:
     description: str
 
 
+def _rule(
+    defaults: AlertDefaults, threshold: float | None, own: AlertOverrides | None
+) -> AlertRule:
+    """The alert rule of a touchpoint or service: its own values over the catalog's."""
+    pick = own or AlertOverrides()
+    return AlertRule(
+        threshold=threshold if threshold is not None else defaults.threshold,
+        min_sample=pick.min_sample if pick.min_sample is not None else defaults.min_sample,
+        hold_ms=pick.hold_ms if pick.hold_ms is not None else defaults.hold_ms,
+        hysteresis=pick.hysteresis if pick.hysteresis is not None else defaults.hysteresis,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class TouchpointDef:
     index: int
@@ -62,6 +76,7 @@ class TouchpointDef:
     name: str | None
     phase: str | None
     stage: str | None
+    rule: AlertRule
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +87,7 @@ class ServiceDef:
     threshold: float | None
     target: float | None
     touchpoints: tuple[int, ...]
+    rule: AlertRule
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,6 +224,7 @@ class ScoringPlan:
                         name=tp.name,
                         phase=tp.phase,
                         stage=tp.stage,
+                        rule=_rule(catalog.alerts, tp.threshold, tp.alert),
                     )
                 )
             services.append(
@@ -218,6 +235,7 @@ class ScoringPlan:
                     threshold=service.threshold,
                     target=service.target,
                     touchpoints=tuple(tp_indices),
+                    rule=_rule(catalog.alerts, service.threshold, service.alert),
                 )
             )
         self.kpis: tuple[KpiDef, ...] = tuple(kpis)
