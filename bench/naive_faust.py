@@ -45,6 +45,15 @@ def build(args: argparse.Namespace) -> Any:
     )
     decode = EventDecoder(SchemaStore()).decode
     source = app.topic(*args.topic, key_serializer="raw", value_serializer="raw")
+    # group_by derives its repartition topic's name from the source, which fails for a
+    # multi-topic source: name it (what `group_by` would create for one topic).
+    by_unit = app.topic(
+        f"{args.app_id}-unit-repartition",
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=args.partitions,
+        internal=True,
+    )
     event_time_s = [0.0]  # the event time of the event being counted (window position)
     per_unit_day = (
         app.Table("per_unit_day", default=int, partitions=args.partitions)
@@ -54,12 +63,12 @@ def build(args: argparse.Namespace) -> Any:
     expect = args.expect
     counted = [0]
 
-    def unit_of(value: bytes) -> str:
-        return str(decode(value)["unit"])
+    def unit_of(value: bytes) -> bytes:
+        return str(decode(value)["unit"]).encode()
 
     @app.agent(source)
     async def count(stream: Any) -> None:
-        async for value in stream.group_by(unit_of, name="unit"):
+        async for value in stream.group_by(unit_of, name="unit", topic=by_unit):
             event = decode(value)
             event_time_s[0] = event["event_time"] / 1000
             per_unit_day[event["unit"]] += 1

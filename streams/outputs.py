@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from streams.scoring.envelope import Entry
@@ -22,6 +23,8 @@ class AvroOutputs:
         self.kpi_topic = topics.output("kpi")
         self.scores_topic = topics.output("scores")
         self.late_topic = topics.output("late")
+        self.alert_schema = store.current_record("Alert")
+        self.alerts_topic = topics.output("alerts")
 
     def score_message(self, record: dict[str, Any]) -> Message:
         if record["level"] == "kpi":
@@ -51,6 +54,10 @@ class AvroOutputs:
             entry.source.encode() + b"#" + str(entry.offset).encode(),
             None,
         )
+
+    def alert_message(self, alert: dict[str, Any]) -> Message:
+        value = encode(self.alert_schema, {**alert, "published_at_ms": int(time.time() * 1000)})
+        return self.alerts_topic, value, alert["alert_id"].encode(), None
 
     def summary_message(self, summary: dict[str, Any]) -> Message:
         key = f"{summary['window']}|{summary['start']}|{summary['unit']}".encode()

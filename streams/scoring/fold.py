@@ -29,13 +29,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 import orjson
 
+from streams.core.alerts import AlertState
 from streams.core.plan import Accumulators
 from streams.core.subscriber_base import SubscriberBases
 from streams.core.windows import LocalCalendar, slice_start_ms
+from streams.scoring.alerting import AlertEvaluator, UnitRolling, add_into
 from streams.scoring.envelope import Entry
 
 CALENDAR: Final = ("day", "month")
@@ -98,6 +100,8 @@ class UnitState:
     fresh: list[tuple[str, str, int, int]] = field(default_factory=list)  # id, src, off, time
     chunks: dict[int, tuple[int, list[str]]] = field(default_factory=dict)  # newest time, ids
     next_chunk: int = 0
+    slices: dict[int, Window] = field(default_factory=dict)  # rolling slices by start
+    rolling: UnitRolling | None = None  # alert evaluation state
 
 
 @dataclass
@@ -122,6 +126,7 @@ class PartitionState:
         self.units: dict[str, UnitState] = {}
         self.windows: dict[WindowKey, Window] = {}
         self.deleted: set[str] = set()  # table keys to tombstone at the next flush
+        self.inhibitions: dict[tuple[str, str], bool] = {}  # (unit, service) -> service firing
         self.late: list[Entry] = []  # late entries waiting to be published to cx.late
         self.newest_ingest_ms = 0
 
@@ -192,6 +197,8 @@ class PartitionState:
             window = self.windows.get(key)
             if window is None:
                 window = self.windows[key] = Window()
+                if key[1] == "slice":
+                    state.slices[key[2]] = window
             if offset <= window.guard.get(source, -1):
                 continue  # already in this window: a flush was cut after writing it
             window.guard[source] = offset
@@ -202,6 +209,8 @@ class PartitionState:
                 continue
             payload = entry.payload
             accumulators = window.accumulators
+            if key[1] == "slice":
+                self._into_rolling(state, key[2], payload)
             for i in range(0, len(payload), 3):
                 index = int(payload[i])
                 acc = accumulators.get(index)
@@ -220,6 +229,46 @@ class PartitionState:
                     end = self.calendar.window_end(key[1], key[2])  # type: ignore[arg-type]
                     if end > entry.event_time:
                         window.changed = True
+
+    def _into_rolling(self, state: UnitState, slice_start: int, payload: list[float]) -> None:
+        """A late event in a slice the rolling window already holds goes into its sums."""
+        rolling = state.rolling
+        if rolling is None:
+            first = slice_start_ms(slice_start, self.config.rolling_slice_ms)
+            state.rolling = UnitRolling(boundary=first)
+            return
+        if not rolling.boundary - self.config.rolling_span_ms <= slice_start < rolling.boundary:
+            return
+        for i in range(0, len(payload), 3):
+            add_into(
+                rolling.sums,
+                {int(payload[i]): [1.0, payload[i + 1], payload[i + 2]]},
+                1.0,
+                rolling.dirty,
+            )
+
+    def evaluate_alerts(self, evaluator: AlertEvaluator) -> list[dict[str, Any]]:
+        """Alert records of the transitions at every slice boundary the watermark passed."""
+        if self.watermark_ms is None:
+            return []
+        out: list[dict[str, Any]] = []
+        for unit, state in self.units.items():
+            if state.rolling is None:
+                continue
+            slices = {start: w.accumulators for start, w in state.slices.items()}
+            bases = self.bases_at(unit, self.watermark_ms + 1)
+            out += evaluator.advance(
+                unit, state.rolling, slices, bases, self.watermark_ms, self.inhibitions
+            )
+        return out
+
+    def acknowledge(
+        self, evaluator: AlertEvaluator, unit: str, index: int, by: str, now_ms: int
+    ) -> list[dict[str, Any]]:
+        state = self.units.get(unit)
+        if state is None or state.rolling is None:
+            return []
+        return evaluator.acknowledge(unit, state.rolling, index, by, now_ms)
 
     def advance_idle(self, elapsed_ms: int) -> None:
         """An idle partition's watermark follows the wall clock, so its windows still close."""
@@ -270,6 +319,8 @@ class PartitionState:
                 gone = window.final and self.is_closed(successor) and not window.unsaved
             if gone:
                 del self.windows[key]
+                if kind == "slice":
+                    self.units[unit].slices.pop(start, None)
                 removed.append(key)
                 self.deleted.add(window_table_key(self.partition, key))
         for unit, state in self.units.items():
@@ -329,7 +380,10 @@ class PartitionState:
                     self.counts.late,
                     self.counts.replayed,
                 ],
-                "u": {u: {"g": s.guard, "c": s.next_chunk} for u, s in self.units.items()},
+                "u": {
+                    u: {"g": s.guard, "c": s.next_chunk, "r": _dump_rolling(s.rolling)}
+                    for u, s in self.units.items()
+                },
             }
         )
 
@@ -357,7 +411,9 @@ class PartitionState:
                 state.sources = {k: [v, now_ms] for k, v in control["s"].items()}
                 state.counts = Counts(*control["n"])
                 for unit, data in control["u"].items():
-                    state.units[unit] = UnitState(guard=data["g"], next_chunk=data["c"])
+                    state.units[unit] = UnitState(
+                        guard=data["g"], next_chunk=data["c"], rolling=_load_rolling(data["r"])
+                    )
             elif parts[1] == "w":
                 window_key = (parts[2], parts[3], int(parts[4]))
                 state.windows[window_key] = Window.load(value)
@@ -375,6 +431,16 @@ class PartitionState:
             unit_state.chunks[chunk] = (max(r[3] for r in rows), [r[0] for r in rows])
             # a chunk written after the control value: its number must not be reused
             unit_state.next_chunk = max(unit_state.next_chunk, chunk + 1)
+        for (unit, kind, start), window in state.windows.items():
+            if kind == "slice":
+                state.units.setdefault(unit, UnitState()).slices[start] = window
+        for unit_state in state.units.values():  # the rolling sums come back from the slices
+            rolling = unit_state.rolling
+            if rolling is not None:
+                span_start = rolling.boundary - config.rolling_span_ms
+                for start, window in unit_state.slices.items():
+                    if span_start <= start < rolling.boundary:
+                        add_into(rolling.sums, window.accumulators, 1.0, rolling.dirty)
         for key, value in bases:
             unit = key.split("/")[2]
             unit_state = state.units.setdefault(unit, UnitState())
@@ -384,6 +450,23 @@ class PartitionState:
                 for time_ms, count in snapshots:
                     unit_state.bases.add(unit, service, time_ms, count)
         return state
+
+
+def _dump_rolling(rolling: UnitRolling | None) -> Any:
+    if rolling is None:
+        return None
+    machines = {
+        str(i): [m.state, m.pending_since_ms, m.started_at_ms, m.acknowledged_by]
+        for i, m in rolling.machines.items()
+    }
+    return {"b": rolling.boundary, "m": machines}
+
+
+def _load_rolling(data: Any) -> UnitRolling | None:
+    if data is None:
+        return None
+    machines = {int(i): AlertState(*m) for i, m in data["m"].items()}
+    return UnitRolling(boundary=data["b"], machines=machines)
 
 
 def window_table_key(partition: int, key: WindowKey) -> str:

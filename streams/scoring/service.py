@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from streams.core.plan import ScoringPlan
+from streams.scoring.alerting import AlertEvaluator
 from streams.scoring.envelope import Entry, decode_envelope
 from streams.scoring.fold import Counts, FoldConfig, PartitionState
 from streams.scoring.publish import Publisher, record_topic_key
@@ -38,6 +39,8 @@ class Outputs(Protocol):
     def tick_message(self, partition: int) -> Message: ...
 
     def summary_message(self, summary: dict[str, Any]) -> Message: ...
+
+    def alert_message(self, alert: dict[str, Any]) -> Message: ...
 
 
 TICK = b""  # an empty envelope: lets the agent flush an idle partition
@@ -72,11 +75,13 @@ class ScoringService:
         self.config = config
         self.outputs = outputs
         self.publisher = Publisher(plan)
+        self.evaluator = AlertEvaluator(plan, config.rolling_span_ms, config.rolling_slice_ms)
         self.flush_interval_s = flush_interval_s
         self.idle_advance_s = idle_advance_s
         self.flush_max_pending = flush_max_pending
         self.partitions: dict[int, PartitionRuntime] = {}
         self.published_records = 0
+        self.alerts_published = 0
 
     # -- inside the agent's iteration ---------------------------------------------------
 
@@ -137,12 +142,15 @@ class ScoringService:
             messages.extend(self.outputs.score_message(r) for r in publication.records)
             messages.extend(self.outputs.summary_message(s) for s in publication.summaries)
             self.published_records += len(publication.records)
+            alerts = state.evaluate_alerts(self.evaluator)
+            messages.extend(self.outputs.alert_message(a) for a in alerts)
+            self.alerts_published += len(alerts)
             watermark = state.watermark_ms or 0
             messages.extend(self.outputs.late_message(e, watermark, lateness) for e in state.late)
             state.late.clear()
             for key in state.expire():
                 self.publisher.forget(partition, key)
-            unflushed = runtime.pending or any(w.unsaved for w in state.windows.values())
+            unflushed = runtime.pending or alerts or any(w.unsaved for w in state.windows.values())
             if (
                 unflushed
                 and not runtime.tick_sent

@@ -88,8 +88,9 @@ class Generator:
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
-        # Each unit has its own service quality, so units score differently.
-        self._quality = {u: 0.80 + 0.19 * self._rng.random() for u in self.units}
+        # Each unit has its own service quality in [0.90, 0.99], so units score differently
+        # while the default catalog rates normal operation fair to excellent.
+        self._quality = {u: 0.90 + 0.09 * self._rng.random() for u in self.units}
         self._types = [t for t, _ in TYPE_MIX]
         self._type_weights = [w for _, w in TYPE_MIX]
         self._services = [s for s, _ in SERVICE_MIX]
@@ -152,7 +153,7 @@ class Generator:
             "unit": unit,
             "service": service,
             "customer_ref": f"c{rng.randrange(10_000_000):07d}",
-            "channel": rng.choice(DIGITAL) if rng.random() < 0.5 else rng.choice(OTHER_CHANNELS),
+            "channel": rng.choice(DIGITAL) if rng.random() < 0.6 else rng.choice(OTHER_CHANNELS),
         }
         event.update(getattr(self, f"_{etype}")(quality, incident))
         return event
@@ -165,23 +166,26 @@ class Generator:
 
     def _order(self, q: float, incident: str | None) -> dict[str, Any]:
         rng = self._rng
+        kind = rng.choice(("new", "new", "change", "upgrade", "relocate", "consult"))
         status = "completed" if self._ok(q) else rng.choice(("submitted", "failed", "cancelled"))
+        hours = (1.5 if kind == "consult" else 8.0) / q
         return {
-            "kind": rng.choice(("new", "new", "change", "upgrade", "relocate", "consult")),
+            "kind": kind,
             "status": status,
-            "lead_time_hours": self._hours(24 / q) if status == "completed" else None,
+            "lead_time_hours": self._hours(hours) if status == "completed" else None,
         }
 
     def _install(self, q: float, incident: str | None) -> dict[str, Any]:
         backlog = incident == "install_backlog"
-        status = "completed" if self._ok(q) else self._rng.choice(("failed", "rescheduled"))
+        ok = min(0.995, q + 0.03)
+        status = "completed" if self._ok(ok) else self._rng.choice(("failed", "rescheduled"))
         done = status == "completed"
         return {
             "kind": "install" if self._ok(0.6) else "activation",
             "status": status,
-            "on_time": self._ok(0.25 if backlog else q) if done else None,
-            "first_time_right": self._ok(0.5 if backlog else q) if done else None,
-            "delay_hours": self._hours(48 if backlog else 4 / q) if done else None,
+            "on_time": self._ok(0.25 if backlog else ok) if done else None,
+            "first_time_right": self._ok(ok) if done else None,
+            "delay_hours": self._hours(48 if backlog else 2 / q) if done else None,
         }
 
     def _ticket(self, q: float, incident: str | None) -> dict[str, Any]:
@@ -192,23 +196,25 @@ class Generator:
             if surge and self._ok(0.6)
             else rng.choice(("inquiry", "support", "fault", "complaint", "quality"))
         )
-        status = rng.choice(("opened", "resolved", "resolved", "resolved", "reopened"))
+        status = "reopened" if self._ok(0.04) else rng.choice(("opened", "resolved", "resolved"))
         resolved = status != "opened"
         return {
             "category": category,
             "status": status,
             "resolution_hours": self._hours(30 if surge else 6 / q) if resolved else None,
-            "sla_met": self._ok(0.4 if surge else q) if resolved else None,
-            "first_response_minutes": self._hours(45 if surge else 8 / q),
+            "sla_met": self._ok(0.4 if surge else min(0.995, q + 0.03)) if resolved else None,
+            "first_response_minutes": self._hours(45 if surge else 4 / q),
         }
 
     def _payment(self, q: float, incident: str | None) -> dict[str, Any]:
         failing = incident == "payment_gateway"
+        kind = "dispute" if self._ok(0.0015) else self._rng.choice(("bill", "payment"))
+        on_time = 0.985 + (q - 0.9) / 6 if kind == "bill" else min(0.99, q + 0.03)
         return {
-            "kind": self._rng.choice(("bill", "payment", "payment", "dispute")),
+            "kind": kind,
             "status": "succeeded" if self._ok(0.45 if failing else 0.9 + q / 10) else "failed",
             "amount_vnd": self._rng.randrange(50_000, 2_000_000, 1000),
-            "on_time": self._ok(q) if self._ok(0.9) else None,
+            "on_time": self._ok(on_time),
         }
 
     def _cancellation(self, q: float, incident: str | None) -> dict[str, Any]:
