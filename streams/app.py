@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import faust
+import orjson
 from aiokafka import AIOKafkaProducer
 from mode import Service
 
@@ -176,6 +177,24 @@ def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | N
             network_table[event.key.decode()] = event.value
             runtime.network.add(summary)
             await network_table.confirm_sent()
+
+    acks = app.topic(
+        topics.acks,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=settings.partitions,
+        internal=False,
+    )
+
+    @app.agent(acks, name="acknowledge")
+    async def acknowledge(stream: Any) -> None:
+        # Acks are routed to the unit's partition, which this worker owns with its envelopes.
+        async for event in stream.events():
+            ack = orjson.loads(event.value)
+            now_ms = int(time.time() * 1000)
+            messages = runtime.scoring.acknowledge(event.message.partition, ack, now_ms, load)
+            if messages and runtime.producer is not None:
+                await runtime.send(messages)
 
     @app.agent(envelopes, name="score")
     async def score(stream: Any) -> None:

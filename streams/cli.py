@@ -285,6 +285,73 @@ def simulate(
     typer.echo(f"produced {produced} events", err=True)
 
 
+def _bootstrap(settings: Settings) -> str:
+    if not settings.broker_url:
+        typer.echo("CEMI_BROKER_URL: must be set (start one with `cemi broker`)", err=True)
+        raise typer.Exit(EXIT_INVALID_CONFIG)
+    return settings.broker_url
+
+
+@app.command()
+def alerts(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per alert.")] = False,
+    include_resolved: Annotated[bool, typer.Option("--all", help="Resolved ones too.")] = False,
+) -> None:
+    """List the current alerts (read from the alerts topic)."""
+    import asyncio
+
+    import orjson
+    from rich.console import Console
+    from rich.table import Table
+
+    from streams.alert_client import current_alerts
+
+    settings = _settings()
+    found = asyncio.run(
+        current_alerts(settings, _bootstrap(settings), include_resolved=include_resolved)
+    )
+    if as_json:
+        for alert in found:
+            sys.stdout.buffer.write(orjson.dumps(alert) + b"\n")
+        return
+    table = Table(title=f"{len(found)} alerts")
+    for column in ("id", "state", "unit", "service", "touchpoint", "score", "top KPIs"):
+        table.add_column(column)
+    for a in found:
+        state = a["state"] + (" (inhibited)" if a.get("inhibited") else "")
+        top = ", ".join(f"{k['kpi']} {k['points']:.2f}" for k in a["top_kpis"][:3])
+        score = "-" if a["score"] is None else f"{a['score']:.2f} < {a['threshold']:.2f}"
+        table.add_row(
+            a["alert_id"],
+            state,
+            a["unit"],
+            a["service"],
+            a["touchpoint"] or "(service)",
+            score,
+            top,
+        )
+    Console().print(table)
+
+
+@app.command()
+def ack(
+    alert_id: Annotated[str, typer.Argument(help="The alert's id (see `cemi alerts`).")],
+    by: Annotated[str, typer.Option("--by", help="Who acknowledges it.")] = "operator",
+) -> None:
+    """Acknowledge a firing alert: it stays firing, marked acknowledged, until it resolves."""
+    import asyncio
+
+    from streams.alert_client import UnknownAlert, send_ack
+
+    settings = _settings()
+    try:
+        asyncio.run(send_ack(settings, _bootstrap(settings), alert_id, by))
+    except UnknownAlert as error:
+        typer.echo(str(error), err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"acknowledged {alert_id} as {by}")
+
+
 @app.command()
 def demo(
     rate: Annotated[float, typer.Option(help="Simulated events per second.")] = 300.0,

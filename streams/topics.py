@@ -31,6 +31,7 @@ OUTPUT: Final = {
 COMPACTED: Final = frozenset({"kpi", "scores", "alerts"})
 ENVELOPES: Final = "internal.envelopes"
 UNIT_SCORES: Final = "internal.unit-scores"  # one partition: the network level in one place
+ACKS: Final = "cemi.acks"  # alert acknowledgements, keyed and partitioned like the envelopes
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,10 @@ class Topics:
         return self.settings.topic(ENVELOPES)
 
     @property
+    def acks(self) -> str:
+        return self.settings.topic(ACKS)
+
+    @property
     def unit_scores(self) -> str:
         return self.settings.topic(UNIT_SCORES)
 
@@ -64,6 +69,7 @@ class Topics:
             topics[self.settings.topic(suffix)] = (partitions, config)
         topics[self.envelopes] = (partitions, {})
         topics[self.unit_scores] = (1, {})
+        topics[self.acks] = (partitions, {})
         return topics
 
 

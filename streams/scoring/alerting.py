@@ -185,6 +185,18 @@ class AlertEvaluator:
             return rolling.touchpoints.get(index, (None, 0))[0]
         return rolling.services.get(-1 - index)
 
+    def index_of(self, service: str, touchpoint: str | None) -> int | None:
+        """The machine index of a touchpoint rule, or of the service rule (touchpoint None)."""
+        for svc in self.plan.services:
+            if svc.service != service:
+                continue
+            if touchpoint is None:
+                return -1 - svc.index
+            for t in svc.touchpoints:
+                if self.plan.touchpoints[t].touchpoint == touchpoint:
+                    return t
+        return None
+
     def key_of(self, index: int) -> tuple[str, str, str | None]:
         """(rule, service, touchpoint) of a machine index."""
         if index >= 0:

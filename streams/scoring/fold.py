@@ -77,7 +77,7 @@ class Window:
 
     @classmethod
     def load(cls, value: bytes) -> Window:
-        data = orjson.loads(value)
+        data = _decoded(value)
         return cls(
             accumulators={row[0]: row[1:] for row in data["a"]},
             guard=data["g"],
@@ -405,7 +405,7 @@ class PartitionState:
                 continue
             parts = key.split("/")
             if parts[1] == "c":
-                control = orjson.loads(value)
+                control = _decoded(value)
                 state.watermark_ms = control["w"]
                 # sources count as active from the reload on
                 state.sources = {k: [v, now_ms] for k, v in control["s"].items()}
@@ -425,7 +425,7 @@ class PartitionState:
             _, _, unit, chunk_text = key.split("/")
             chunk = int(chunk_text)
             unit_state = state.units.setdefault(unit, UnitState())
-            rows = orjson.loads(value)
+            rows = _decoded(value)
             for event_id, source, offset, _ in rows:
                 unit_state.seen[event_id] = (source, offset)
             unit_state.chunks[chunk] = (max(r[3] for r in rows), [r[0] for r in rows])
@@ -444,12 +444,18 @@ class PartitionState:
         for key, value in bases:
             unit = key.split("/")[2]
             unit_state = state.units.setdefault(unit, UnitState())
-            data = orjson.loads(value)
+            data = _decoded(value)
             unit_state.base_guard = data["g"]
             for service, snapshots in data["s"].items():
                 for time_ms, count in snapshots:
                     unit_state.bases.add(unit, service, time_ms, count)
         return state
+
+
+def _decoded(value: Any) -> Any:
+    """A stored value: our JSON bytes, or (after a changelog recovery, where Faust applies
+    its JSON codec to the raw bytes) the already decoded value."""
+    return value if isinstance(value, (dict, list)) else orjson.loads(value)
 
 
 def _dump_rolling(rolling: UnitRolling | None) -> Any:

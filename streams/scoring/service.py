@@ -95,10 +95,7 @@ class ScoringService:
     ) -> list[Ackable]:
         """Fold one envelope (an empty one is a flush tick). Returns the envelopes to
         acknowledge once the writes made by this call are confirmed (empty: no flush)."""
-        runtime = self.partitions.get(partition)
-        if runtime is None:
-            state = PartitionState.load(partition, self.config, load(), _wall_ms())
-            runtime = self.partitions[partition] = PartitionRuntime(state)
+        runtime = self._runtime(partition, load)
         now = time.monotonic()
         if value:
             runtime.state.apply(decode_envelope(value), _wall_ms())
@@ -117,6 +114,15 @@ class ScoringService:
         runtime.pending = []
         runtime.last_flush = now
         return flushed
+
+    def _runtime(
+        self, partition: int, load: Callable[[], Iterable[tuple[str, bytes]]]
+    ) -> PartitionRuntime:
+        runtime = self.partitions.get(partition)
+        if runtime is None:
+            state = PartitionState.load(partition, self.config, load(), _wall_ms())
+            runtime = self.partitions[partition] = PartitionRuntime(state)
+        return runtime
 
     def revoke(self, partitions: Iterable[int]) -> None:
         """Unflushed state of revoked partitions is dropped: the new owner replays it."""
@@ -159,6 +165,22 @@ class ScoringService:
                 messages.append(self.outputs.tick_message(partition))
                 runtime.tick_sent = True
         return messages
+
+    def acknowledge(
+        self,
+        partition: int,
+        ack: dict[str, Any],
+        now_ms: int,
+        load: Callable[[], Iterable[tuple[str, bytes]]],
+    ) -> list[Message]:
+        """Apply an acknowledgement routed to this partition (the ack topic is partitioned
+        like the envelopes, so the worker holding one holds the other)."""
+        runtime = self._runtime(partition, load)
+        index = self.evaluator.index_of(ack["service"], ack.get("touchpoint"))
+        if index is None:
+            return []
+        records = runtime.state.acknowledge(self.evaluator, ack["unit"], index, ack["by"], now_ms)
+        return [self.outputs.alert_message(r) for r in records]
 
     def counts(self) -> Counts:
         total = Counts()

@@ -24,17 +24,30 @@ START = local_ms("2026-11-05 06:00")
 HOUR = 3_600_000
 
 
-def backlog_events() -> list[dict[str, Any]]:
-    """Six hours for two units; fixed broadband installs in HPG go bad from 08:00 to 09:30."""
-    incident = Incident(
-        "install_backlog",
-        "HPG",
-        START + 2 * HOUR,
-        START + 3 * HOUR + HOUR // 2,
-        service="fixed_broadband",
-    )
+def backlog_events(payment_outage: bool = False) -> list[dict[str, Any]]:
+    """Six hours for two units; fixed broadband installs in HPG go bad from 08:00 to 09:30
+    (and, on request, mobile payments in QBH fail from 10:30 to the end)."""
+    incidents = [
+        Incident(
+            "install_backlog",
+            "HPG",
+            START + 2 * HOUR,
+            START + 3 * HOUR + HOUR // 2,
+            service="fixed_broadband",
+        ),
+    ]
+    if payment_outage:
+        incidents.append(
+            Incident(
+                "payment_gateway",
+                "QBH",
+                START + 4 * HOUR + HOUR // 2,
+                START + 7 * HOUR,
+                service="mobile",
+            )
+        )
     gen = Generator(
-        units=("HPG", "QBH"), start_ms=START, span_ms=6 * HOUR, seed=3, incidents=(incident,)
+        units=("HPG", "QBH"), start_ms=START, span_ms=6 * HOUR, seed=3, incidents=tuple(incidents)
     )
     return list(gen.events(60_000))
 

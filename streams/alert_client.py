@@ -1,0 +1,57 @@
+"""Reading current alerts from the alerts topic and sending acknowledgements (CLI, API)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaProducer
+
+from streams.scoring.envelope import partition_for
+from streams.settings import Settings
+from streams.tail import latest_by_key
+from streams.topics import Topics
+
+
+async def current_alerts(
+    settings: Settings, bootstrap: str, *, include_resolved: bool = False
+) -> list[dict[str, Any]]:
+    """The latest record of every alert (firing or acknowledged; resolved on request)."""
+    latest = await latest_by_key(bootstrap, Topics(settings).output("alerts"), idle_exit_s=1.5)
+    alerts = [a for a in latest.values() if "alert_id" in a]
+    if not include_resolved:
+        alerts = [a for a in alerts if a["state"] != "resolved"]
+    return sorted(alerts, key=lambda a: (a["unit"], a["service"], a["touchpoint"] or ""))
+
+
+class UnknownAlert(LookupError):
+    pass
+
+
+async def send_ack(settings: Settings, bootstrap: str, alert_id: str, by: str) -> dict[str, Any]:
+    """Route an acknowledgement to the partition that owns the alert's unit."""
+    alerts = {a["alert_id"]: a for a in await current_alerts(settings, bootstrap)}
+    alert = alerts.get(alert_id)
+    if alert is None:
+        raise UnknownAlert(f"no current alert {alert_id!r}")
+    topic = Topics(settings).acks
+    ack = {
+        "alert_id": alert_id,
+        "unit": alert["unit"],
+        "service": alert["service"],
+        "touchpoint": alert["touchpoint"],
+        "by": by,
+        "at_ms": int(time.time() * 1000),
+    }
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        partitions = await producer.partitions_for(topic)
+        partition = partition_for(alert["unit"], len(partitions))
+        await producer.send_and_wait(
+            topic, orjson.dumps(ack), key=alert_id.encode(), partition=partition
+        )
+    finally:
+        await producer.stop()
+    return ack
