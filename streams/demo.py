@@ -204,7 +204,10 @@ def header(board: Board, today: dict[Key, dict[str, Any]]) -> Text:
     if network is not None:
         text.append("  network ")
         text.append_text(score_text(network))
-    text.append(f"   ({SCENARIO} on {board.units[0]} from +20 s for 3 min)", style="dim")
+    text.append(
+        f"   ({SCENARIO} on {board.units[0]} from +20 s for 15 min; alerts after a 5-min hold)",
+        style="dim",
+    )
     return text
 
 

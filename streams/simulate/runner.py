@@ -20,7 +20,7 @@ from streams.simulate.generator import DAY_MS, SCENARIOS, Generator, Incident
 DEFAULT_COUNT: Final = 100_000
 HISTORIC_SPAN_MS: Final = 2 * DAY_MS
 LIVE_INCIDENT_DELAY_MS: Final = 20_000
-LIVE_INCIDENT_MS: Final = 180_000
+LIVE_INCIDENT_MS: Final = 900_000  # longer than the default 5-minute alert hold
 # "Forever" in live mode: a lazily generated stream this long in event time.
 FOREVER_S: Final = 10 * 365 * 86_400
 WIRES: Final = ("avro", "json", "mixed")
@@ -215,7 +215,7 @@ async def simulate(
 
     rate given: live, event times follow the wall clock from start_ms (default now), until
     `count` events or `duration_s` seconds (forever if neither); incidents start 20 s in and
-    last 3 minutes. rate None: `count` events (default 100 000) over the two days from
+    last 15 minutes. rate None: `count` events (default 100 000) over the two days from
     start_ms (default: ending now), as fast as possible; incidents cover the middle third.
     """
     _check(units, rate, count, wire)
