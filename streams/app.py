@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -267,10 +269,37 @@ def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | N
     return app
 
 
+CLEAN_SHUTDOWN = ".clean-shutdown"
+
+
+def distrust_local_state_after_a_crash(data_dir: Path) -> bool:
+    """Drop local table data unless the last worker here stopped cleanly; True if dropped.
+
+    A local store (RocksDB) is written before the changelog is acknowledged, and Faust's
+    recovery replays the changelog over it from the last acknowledged offset: after a crash
+    that can leave one key newer than another that was written before it, which breaks the
+    write-order invariant the exactly-once fold relies on. The changelog alone is always a
+    prefix, so after an unclean stop the tables are rebuilt from it.
+    """
+    marker = data_dir / CLEAN_SHUTDOWN
+    if marker.exists():
+        marker.unlink()
+        return False
+    if data_dir.exists() and any(data_dir.iterdir()):
+        shutil.rmtree(data_dir)
+        return True
+    return False
+
+
 def run_worker(app: Any, loglevel: str = "warning") -> None:
     """Run a Faust worker for `app` in this process until it is stopped (no argv parsing)."""
     from faust.cli.base import prepare_app
 
+    data_dir = Path(app.conf.datadir)
+    if distrust_local_state_after_a_crash(data_dir):
+        log.warning(
+            "%s: no clean shutdown recorded; local tables rebuilt from changelogs", data_dir
+        )
     prepare_app(app, app.conf.id)
     worker = faust.Worker(app, loglevel=loglevel, redirect_stdouts=False)
     try:
@@ -278,3 +307,5 @@ def run_worker(app: Any, loglevel: str = "warning") -> None:
     except SystemExit as done:
         if done.code not in (0, None):
             raise
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / CLEAN_SHUTDOWN).touch()
