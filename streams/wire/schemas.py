@@ -119,3 +119,22 @@ class SchemaStore:
 
     def current_record(self, short_name: str) -> StoredSchema:
         return self.current[f"{NAMESPACE}.{short_name}"]
+
+
+def write_event_schemas(folder: Path | None = None) -> list[Path]:
+    """(Re)generate `schemas/events/*.avsc` from the event definition."""
+    from streams.core.events import EVENT_TYPES
+
+    target = (folder or schema_dir()) / "events"
+    target.mkdir(parents=True, exist_ok=True)
+    written = []
+    for etype in EVENT_TYPES:
+        path = target / f"{etype}.avsc"
+        path.write_text(json.dumps(event_schema(etype), indent=2) + "\n")
+        written.append(path)
+    return written
+
+
+if __name__ == "__main__":  # python -m streams.wire.schemas
+    for written_path in write_event_schemas():
+        print(written_path)
