@@ -27,8 +27,10 @@ from streams.kafka_compat import SCHEME, register_transport
 from streams.outputs import AvroOutputs
 from streams.scoring.fold import FoldConfig
 from streams.scoring.network import NetworkState, decode_summary
+from streams.scoring.publish import NetworkView
 from streams.scoring.service import Message, ScoringService
 from streams.settings import Settings
+from streams.tail import follow_json
 from streams.topics import Topics
 from streams.wire.schemas import SchemaStore
 
@@ -64,6 +66,7 @@ class Runtime:
     store: SchemaStore
     scoring: ScoringService
     outputs: AvroOutputs
+    views: dict[tuple[str, int], NetworkView]
     producer: AIOKafkaProducer | None = None
     ingest: Ingest | None = None
     network: NetworkState | None = None
@@ -92,8 +95,10 @@ def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | N
         source_idle_ms=settings.idle_advance_ms,
     )
     outputs = AvroOutputs(topics, store)
+    views: dict[tuple[str, int], NetworkView] = {}
     runtime = Runtime(
         outputs=outputs,
+        views=views,
         settings=settings,
         bootstrap=bootstrap,
         plan=plan,
@@ -105,6 +110,7 @@ def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | N
             outputs,
             flush_interval_s=settings.emit_interval_ms / 1000,
             idle_advance_s=settings.idle_advance_ms / 1000,
+            means=lambda kind, start: views.get((kind, start)),
         ),
     )
     app = faust.App(
@@ -218,9 +224,9 @@ def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | N
         messages = runtime.scoring.emit()
         if runtime.network is not None:
             now_ms = int(time.time() * 1000)
-            messages.extend(
-                runtime.outputs.score_message(r) for r in runtime.network.publish(now_ms)
-            )
+            records, network_views = runtime.network.publish(now_ms)
+            messages.extend(runtime.outputs.score_message(r) for r in records)
+            messages.extend(runtime.outputs.network_view_message(v) for v in network_views)
             runtime.network.expire()
         await runtime.send(messages)
 
@@ -248,6 +254,15 @@ def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | N
         async def _consume(self) -> None:
             assert runtime.ingest is not None
             await runtime.ingest.run()
+
+        @Service.task
+        async def _follow_network(self) -> None:
+            # every worker keeps the latest network view per window, for delta_network
+            async for _, view in follow_json(bootstrap, topics.network_means):
+                views[(view["window"], view["start"])] = (
+                    view["network"],
+                    {tuple(m[:4]): m[4] for m in view["means"]},
+                )
 
     @app.page("/api/v1/stats")
     async def stats(web: Any, request: Any) -> Any:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import orjson
+
 from streams.scoring.envelope import Entry
 from streams.scoring.network import encode_summary
 from streams.scoring.publish import record_topic_key
@@ -58,6 +60,10 @@ class AvroOutputs:
     def alert_message(self, alert: dict[str, Any]) -> Message:
         value = encode(self.alert_schema, {**alert, "published_at_ms": int(time.time() * 1000)})
         return self.alerts_topic, value, alert["alert_id"].encode(), None
+
+    def network_view_message(self, view: dict[str, Any]) -> Message:
+        key = f"{view['window']}|{view['start']}".encode()
+        return self.topics.network_means, orjson.dumps(view), key, 0
 
     def summary_message(self, summary: dict[str, Any]) -> Message:
         key = f"{summary['window']}|{summary['start']}|{summary['unit']}".encode()

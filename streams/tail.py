@@ -7,6 +7,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+import orjson
 from aiokafka import AIOKafkaConsumer
 
 from streams.core.events import InvalidEvent
@@ -55,3 +56,24 @@ async def latest_by_key(bootstrap: str, topic: str, idle_exit_s: float = 3.0) ->
     async for message, record in read_topic(bootstrap, topic, idle_exit_s=idle_exit_s):
         latest[message.key] = record
     return latest
+
+
+async def follow_json(bootstrap: str, topic: str) -> AsyncIterator[tuple[Any, Any]]:
+    """Follow a JSON topic from its beginning, forever: (message, decoded value)."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        fetch_max_wait_ms=200,
+    )
+    await consumer.start()
+    try:
+        while True:
+            batches = await consumer.getmany(timeout_ms=500)
+            for records in batches.values():
+                for message in records:
+                    yield message, orjson.loads(message.value)
+    finally:
+        await consumer.stop()

@@ -31,6 +31,7 @@ OUTPUT: Final = {
 COMPACTED: Final = frozenset({"kpi", "scores", "alerts"})
 ENVELOPES: Final = "internal.envelopes"
 UNIT_SCORES: Final = "internal.unit-scores"  # one partition: the network level in one place
+NETWORK_MEANS: Final = "internal.network-means"  # the network view every worker follows
 ACKS: Final = "cemi.acks"  # alert acknowledgements, keyed and partitioned like the envelopes
 
 
@@ -53,6 +54,10 @@ class Topics:
         return self.settings.topic(ENVELOPES)
 
     @property
+    def network_means(self) -> str:
+        return self.settings.topic(NETWORK_MEANS)
+
+    @property
     def acks(self) -> str:
         return self.settings.topic(ACKS)
 
@@ -70,6 +75,7 @@ class Topics:
         topics[self.envelopes] = (partitions, {})
         topics[self.unit_scores] = (1, {})
         topics[self.acks] = (partitions, {})
+        topics[self.network_means] = (1, {"cleanup.policy": "compact"})
         return topics
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 
 from streams.core.plan import ScoringPlan
-from streams.core.records import Record, RecordKey, annotate, network_row
+from streams.core.records import Record, RecordKey, annotate, network_means, network_row
 from streams.core.windows import LocalCalendar, WindowKind
 
 WindowId = tuple[str, int]  # (kind, start_ms)
@@ -43,9 +43,11 @@ class NetworkState:
         window.units[summary["unit"]] = summary
         window.changed = True
 
-    def publish(self, now_ms: int) -> list[Record]:
-        """Network records of the windows whose unit scores changed since the last time."""
+    def publish(self, now_ms: int) -> tuple[list[Record], list[dict[str, Any]]]:
+        """Network records of the windows whose unit scores changed since the last time, and
+        each such window's means across units (for the units' `delta_network`)."""
         out = []
+        views = []
         for key in sorted(self.windows):
             window = self.windows[key]
             if not window.changed:
@@ -77,7 +79,20 @@ class NetworkState:
                 newest_event_ingest_ms=None,
             )
             out.append(row)
-        return out
+            keyed = [
+                {"level": level, "service": svc, "touchpoint": tp, "kpi": kpi, "score": score}
+                for summary in window.units.values()
+                for level, svc, tp, kpi, score in summary.get("rows", ())
+            ]
+            views.append(
+                {
+                    "window": kind,
+                    "start": start,
+                    "network": row["score"],
+                    "means": [[*k, v] for k, v in network_means(keyed).items()],
+                }
+            )
+        return out, views
 
     def expire(self, keep_per_kind: int = 3) -> None:
         """Keep the newest windows of each kind (the older ones are final and published)."""

@@ -7,11 +7,12 @@ once per emit interval: the caller coalesces), with `revision` + 1, and once mor
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from streams.core.plan import ScoringPlan
-from streams.core.records import Record, RecordKey, annotate, record_key, unit_rows
+from streams.core.records import MeanKey, Record, RecordKey, annotate, record_key, unit_rows
 from streams.core.rollup import score_unit
 from streams.scoring.fold import PartitionState, Window, WindowKey
 
@@ -37,9 +38,18 @@ def record_topic_key(record: Record) -> bytes:
     return "/".join("-" if p is None else str(p) for p in parts).encode()
 
 
+NetworkView = tuple[float | None, dict[MeanKey, float]]  # network score, means per key
+MeansLookup = Callable[[str, int], NetworkView | None]
+
+
+def _no_means(kind: str, start: int) -> NetworkView | None:
+    return None
+
+
 class Publisher:
-    def __init__(self, plan: ScoringPlan) -> None:
+    def __init__(self, plan: ScoringPlan, means: MeansLookup = _no_means) -> None:
         self.plan = plan
+        self.means = means
         self._scores: dict[tuple[int, WindowKey], dict[RecordKey, float | None]] = {}
 
     def _rows(self, state: PartitionState, key: WindowKey, window: Window) -> list[Record]:
@@ -76,14 +86,17 @@ class Publisher:
             rows = self._rows(state, key, window)
             unit, kind, start = key
             window_start = state.calendar.isoformat(start)
+            # delta_network against the network means known now (the network level is
+            # gathered from every partition, so it trails by a publication)
+            network_score, means = self.means(kind, start) or (None, {})
             annotate(
                 rows,
                 window=kind,
                 window_start=window_start,
                 version=self.plan.version,
                 previous=self._previous_scores(state, key),
-                means=None,
-                network_score=None,
+                means=means,
+                network_score=network_score,
             )
             window.revision += 1
             window.changed = False
@@ -105,6 +118,10 @@ class Publisher:
                     "window_start": window_start,
                     "final": closed,
                     "score": rows[0]["score"],  # unit_rows start with the unit row
+                    "rows": [
+                        [r["level"], r["service"], r["touchpoint"], r["kpi"], r["score"]]
+                        for r in rows[1:]
+                    ],
                 }
             )
         return out

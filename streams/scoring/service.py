@@ -19,7 +19,7 @@ from streams.core.plan import ScoringPlan
 from streams.scoring.alerting import AlertEvaluator
 from streams.scoring.envelope import Entry, decode_envelope
 from streams.scoring.fold import Counts, FoldConfig, PartitionState
-from streams.scoring.publish import Publisher, record_topic_key
+from streams.scoring.publish import MeansLookup, Publisher, record_topic_key
 
 log = logging.getLogger(__name__)
 Message = tuple[str, bytes, bytes | None, int | None]  # topic, value, key, partition
@@ -70,11 +70,12 @@ class ScoringService:
         flush_interval_s: float,
         idle_advance_s: float,
         flush_max_pending: int = 200,
+        means: MeansLookup | None = None,
     ) -> None:
         self.plan = plan
         self.config = config
         self.outputs = outputs
-        self.publisher = Publisher(plan)
+        self.publisher = Publisher(plan, means) if means else Publisher(plan)
         self.evaluator = AlertEvaluator(plan, config.rolling_span_ms, config.rolling_slice_ms)
         self.flush_interval_s = flush_interval_s
         self.idle_advance_s = idle_advance_s
