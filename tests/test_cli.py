@@ -96,3 +96,70 @@ def test_score_uses_the_packaged_catalog_by_default_and_exits_0(tmp_path: Path) 
 def test_score_refuses_an_unknown_window() -> None:
     result = run("score", "--events", "x.jsonl", "--window", "week")
     assert result.returncode == 2 and "--window" in result.stderr
+
+
+def test_an_invalid_setting_refuses_to_start_naming_the_variable() -> None:
+    import os
+
+    env = {**os.environ, "CEMI_PARTITIONS": "0", "CEMI_ROLLING_SLICE_MS": "7000"}
+    result = subprocess.run([CEMI, "worker"], capture_output=True, text=True, env=env, timeout=60)
+    assert result.returncode == 2
+    assert "CEMI_PARTITIONS: Input should be greater than or equal to 1" in result.stderr
+    assert "CEMI_ROLLING_SLICE_MS: must divide CEMI_ROLLING_SPAN_MS" in result.stderr
+
+
+def test_an_invalid_catalog_setting_refuses_to_start_naming_the_field(tmp_path: Path) -> None:
+    import os
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        (FIXTURES / "small_catalog.yaml").read_text().replace("weight: 3\n", "weight: -3\n", 1)
+    )
+    env = {**os.environ, "CEMI_CATALOG": str(bad)}
+    result = subprocess.run([CEMI, "worker"], capture_output=True, text=True, env=env, timeout=60)
+    assert result.returncode == 2
+    assert "services.mobile.weight: Input should be greater than 0" in result.stderr
+
+
+def test_broker_simulate_produce_and_tail_work_together(tmp_path: Path) -> None:
+    """A user's session: a shared broker, events to a file, produced, dead letters tailed."""
+    import os
+
+    broker = subprocess.Popen(
+        [CEMI, "broker"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert broker.stdout is not None
+        url = broker.stdout.readline().strip()
+        env = {**os.environ, "CEMI_BROKER_URL": url}
+        events = tmp_path / "events.jsonl"
+        made = subprocess.run(
+            [CEMI, "simulate", "--count", "500", "--out", str(events)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
+        assert made.returncode == 0, made.stderr
+        with events.open("a") as out:
+            out.write('{"type": "order", "event_id": "x"}\n')
+        sent = subprocess.run(
+            [CEMI, "produce", "--events", str(events), "--format", "json"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
+        assert sent.returncode == 0 and "sent 5" in sent.stderr, sent.stderr
+        # no worker runs, so nothing is dead-lettered yet: tail exits after 2 idle seconds
+        tail = subprocess.run(
+            [CEMI, "tail", "deadletter", "--from-beginning", "--json", "--idle-exit", "2"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
+        assert tail.returncode == 0 and tail.stdout == ""
+    finally:
+        broker.terminate()
+        broker.wait(10)
