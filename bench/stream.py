@@ -387,6 +387,33 @@ def read_outputs(deployment: Deployment, delay_window_ms: tuple[int, int] | None
     return out
 
 
+async def _count(bootstrap: str, topic: str, idle_s: float = 2.0) -> int:
+    """Messages in a topic (read from the start until `idle_s` without new ones)."""
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        fetch_max_wait_ms=100,
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+    )
+    await consumer.start()
+    try:
+        count = 0
+        last = time.monotonic()
+        while time.monotonic() - last < idle_s:
+            batches = await consumer.getmany(timeout_ms=200, max_records=50_000)
+            if batches:
+                count += sum(len(records) for records in batches.values())
+                last = time.monotonic()
+        return count
+    finally:
+        await consumer.stop()
+
+
 def compare(stream: dict[Key, dict[str, Any]], batch: dict[Key, dict[str, Any]]) -> str:
     """Scores, classes and coverages (KPIs: denominators) of the batch records, to 1e-9."""
     missing = mismatched = 0
@@ -637,9 +664,11 @@ def run_scorer(
         w.log_path.read_text(errors="replace").count("emit is overlapping")
         for w in deployment.workers
     )
+    changelog = asyncio.run(_count(deployment.bootstrap, f"{deployment.name}-state-changelog"))
     run.verdict += (
         f"; {outputs.history:,} score records published "
-        f"({outputs.history / run.published_s:,.0f}/s), emit timer overran {overlaps}x"
+        f"({outputs.history / run.published_s:,.0f}/s), emit timer overran {overlaps}x; "
+        f"{changelog:,} state-changelog messages"
     )
     if run.totals.get("late") or run.totals.get("dead_lettered"):
         run.verdict += (

@@ -133,13 +133,18 @@ def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | N
         stream_wait_empty=False,
     )
     app.cemi = runtime  # type: ignore[attr-defined]  # for routes and tests
-    envelopes = app.topic(
-        topics.envelopes,
-        key_serializer="raw",
-        value_serializer="raw",
-        partitions=settings.partitions,
-        internal=False,
-    )
+
+    def raw_topic(name: str, partitions: int) -> Any:
+        # bytes in, bytes out: decoding is ours, so a bad message never crashes an agent
+        return app.topic(
+            name,
+            key_serializer="raw",
+            value_serializer="raw",
+            partitions=partitions,
+            internal=False,
+        )
+
+    envelopes = raw_topic(topics.envelopes, settings.partitions)
     app.conf.Table = ConfirmingTable  # type: ignore[assignment]
     state: ConfirmingTable = app.Table(  # type: ignore[assignment]
         "state",
@@ -158,13 +163,7 @@ def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | N
     def load() -> list[tuple[str, bytes]]:
         return list(state.items())
 
-    unit_scores = app.topic(
-        topics.unit_scores,
-        key_serializer="raw",
-        value_serializer="raw",
-        partitions=1,
-        internal=False,
-    )
+    unit_scores = raw_topic(topics.unit_scores, 1)
     network_table: ConfirmingTable = app.Table(  # type: ignore[assignment]
         "network",
         partitions=1,
@@ -186,13 +185,7 @@ def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | N
             runtime.network.add(summary)
             await network_table.confirm_sent()
 
-    acks = app.topic(
-        topics.acks,
-        key_serializer="raw",
-        value_serializer="raw",
-        partitions=settings.partitions,
-        internal=False,
-    )
+    acks = raw_topic(topics.acks, settings.partitions)
 
     @app.agent(acks, name="acknowledge")
     async def acknowledge(stream: Any) -> None:

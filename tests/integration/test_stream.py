@@ -14,6 +14,7 @@ import pytest
 from streams.batch import Replay
 from streams.core.catalog import load_catalog
 from streams.core.plan import ScoringPlan
+from streams.core.records import record_key
 from streams.produce import EventProducer
 from streams.simulate.generator import DAY_MS, Generator
 from streams.tail import latest_by_key, read_topic
@@ -43,22 +44,17 @@ def generated(count: int, seed: int) -> list[dict[str, Any]]:
     return sorted(events, key=lambda e: e["event_time"] + rng.randrange(SHUFFLE_MS))
 
 
+def window_key(record: dict[str, Any]) -> tuple[Any, ...]:
+    return (*record_key(record), record["window"], record["window_start"])
+
+
 def batch_records(events: list[dict[str, Any]]) -> dict[tuple[Any, ...], dict[str, Any]]:
     replay = Replay(ScoringPlan(load_catalog()))
     replay.add_lines(orjson.dumps(e) for e in events)
     records = {}
     for kind in ("month", "day"):
         for r in replay.records(kind):
-            key = (
-                r["level"],
-                r["unit"],
-                r["service"],
-                r["touchpoint"],
-                r["kpi"],
-                r["window"],
-                r["window_start"],
-            )
-            records[key] = r
+            records[window_key(r)] = r
     return records
 
 
@@ -66,16 +62,7 @@ def stream_records(bootstrap: str, topics: list[str]) -> dict[tuple[Any, ...], d
     latest: dict[tuple[Any, ...], dict[str, Any]] = {}
     for topic in topics:
         for r in asyncio.run(latest_by_key(bootstrap, topic, idle_exit_s=2)).values():
-            key = (
-                r["level"],
-                r["unit"],
-                r["service"],
-                r["touchpoint"],
-                r["kpi"],
-                r["window"],
-                r["window_start"],
-            )
-            latest[key] = r
+            latest[window_key(r)] = r
     return latest
 
 
