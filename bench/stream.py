@@ -416,12 +416,13 @@ async def _count(bootstrap: str, topic: str, idle_s: float = 2.0) -> int:
 
 def compare(stream: dict[Key, dict[str, Any]], batch: dict[Key, dict[str, Any]]) -> str:
     """Scores, classes and coverages (KPIs: denominators) of the batch records, to 1e-9."""
-    missing = mismatched = 0
+    missing: Counter[str] = Counter()
+    differ: Counter[str] = Counter()
     example = ""
     for key, expected in batch.items():
         got = stream.get(key)
         if got is None:
-            missing += 1
+            missing[f"{key[0]}/{key[5]}"] += 1
             example = example or f"missing {key}"
             continue
         name = "coverage" if expected["level"] != "kpi" else "denominator"
@@ -432,10 +433,19 @@ def compare(stream: dict[Key, dict[str, Any]], batch: dict[Key, dict[str, Any]])
             ):
                 bad = True
         if bad:
-            mismatched += 1
-            example = example or f"differs {key}: stream {got} batch {expected}"
-    if missing or mismatched:
-        return f"NOT EQUAL to batch: {missing} missing, {mismatched} differ; e.g. {example}"
+            differ[f"{key[0]}/{key[5]}"] += 1
+            if not example:
+                example = (
+                    f"{key}: stream score {got['score']} coverage {got.get('coverage')} "
+                    f"final {got.get('final')}; batch score {expected['score']}"
+                )
+    if missing or differ:
+        gone = ", ".join(f"{k} {n}" for k, n in missing.most_common()) or "none"
+        off = ", ".join(f"{k} {n}" for k, n in differ.most_common()) or "none"
+        return (
+            f"NOT EQUAL to batch ({len(batch):,} records): missing: {gone}; differ: {off}; "
+            f"e.g. {example}"
+        )
     return f"= batch ({len(batch):,} records)"
 
 
@@ -643,7 +653,16 @@ def run_scorer(
             60,
             "the publication after the last fold",
         )
-        time.sleep(2.0)  # the network level follows one emit later
+        quiet_since, last = time.monotonic(), -1
+        deadline = time.monotonic() + 90
+        # Until publication is quiet (4 s): the network level follows an emit later, and
+        # windows closing on the idle watermark publish once more (final, same values).
+        while time.monotonic() - quiet_since < 4 and time.monotonic() < deadline:
+            deployment.check_alive()
+            now_published = deployment.totals().get("published_records", 0)
+            if now_published != last:
+                quiet_since, last = time.monotonic(), now_published
+            time.sleep(0.5)
         run.totals = deployment.totals()
         run.rss_kb = [vm_kb(w.pid, "VmHWM") or 0 for w in deployment.workers]
     finally:
@@ -789,16 +808,25 @@ def fmt_rate(rate: float | None) -> str:
     return f"{rate:,.0f}" if rate else "-"
 
 
+def row_line(row: Row) -> str:
+    events = f"{row.events:,}" if row.events else "-"
+    seconds = f"{row.seconds:.2f}" if row.seconds else "-"
+    return (
+        f"| {row.part} | {row.contender} | {events} | {seconds} | "
+        f"{fmt_rate(row.rate)} | {row.result} |"
+    )
+
+
+def add_row(rows: list[Row], row: Row) -> None:
+    rows.append(row)
+    log(f"row: {row_line(row)}")
+
+
 def print_table(rows: list[Row]) -> None:
     print("| part | contender | events | seconds | events/s | result |")
     print("| --- | --- | ---: | ---: | ---: | --- |")
     for row in rows:
-        events = f"{row.events:,}" if row.events else "-"
-        seconds = f"{row.seconds:.2f}" if row.seconds else "-"
-        print(
-            f"| {row.part} | {row.contender} | {events} | {seconds} | "
-            f"{fmt_rate(row.rate)} | {row.result} |"
-        )
+        print(row_line(row))
 
 
 def parse_args() -> argparse.Namespace:
@@ -869,10 +897,10 @@ def main() -> None:
             timeout = 120 + sent / 20_000
             log("ceiling: raw getmany")
             raw_s = run_ceiling(main_dep, sent, False, timeout)
-            rows.append(Row("1 ceiling", "aiokafka getmany, no decoding", sent, raw_s))
+            add_row(rows, Row("1 ceiling", "aiokafka getmany, no decoding", sent, raw_s))
             log("ceiling: getmany + Avro decode")
             avro_s = run_ceiling(main_dep, sent, True, timeout)
-            rows.append(Row("1 ceiling", "aiokafka getmany + EventDecoder (Avro)", sent, avro_s))
+            add_row(rows, Row("1 ceiling", "aiokafka getmany + EventDecoder (Avro)", sent, avro_s))
             avro_rate = sent / avro_s
 
             naive_rate = None
@@ -884,35 +912,38 @@ def main() -> None:
                 note = f"first {naive_n:,} of the {sent:,}; " if naive_n < sent else ""
                 if steady:
                     note += f"{steady:,.0f}/s after the first 10,000"
-                rows.append(
+                add_row(
+                    rows,
                     Row(
                         "2 naive",
                         "Faust: decode, group_by unit, 1-day tumbling table += 1",
                         naive_n,
                         naive_s,
                         note,
-                    )
+                    ),
                 )
 
             log(f"cemi worker on {sent:,} events")
             scorer = run_scorer(main_dep, sent, batch)
-            rows.append(
+            add_row(
+                rows,
                 Row(
                     "3 scorer",
                     "cemi worker: all events folded",
                     sent,
                     scorer.folded_s,
                     f"start-up to first event {scorer.startup_s:.1f} s (not counted)",
-                )
+                ),
             )
-            rows.append(
+            add_row(
+                rows,
                 Row(
                     "3 scorer",
                     "cemi worker: scores reflect all events",
                     sent,
                     scorer.published_s,
                     scorer.verdict,
-                )
+                ),
             )
             scorer_rate = sent / scorer.published_s
             ratios.append(
@@ -931,7 +962,8 @@ def main() -> None:
                 produced, secs, delays, note = run_latency(
                     live_dep, args.units, args.rate, args.latency_seconds
                 )
-                rows.append(
+                add_row(
+                    rows,
                     Row(
                         "4 latency",
                         f"live at {args.rate:,.0f}/s: event -> score delay",
@@ -941,7 +973,7 @@ def main() -> None:
                         f"p99 {percentile(delays, 0.99) / 1000:.2f} s, "
                         f"max {(delays[-1] if delays else 0) / 1000:.2f} s "
                         f"over {len(delays):,} records; {note}",
-                    )
+                    ),
                 )
 
             if not args.skip_memory:
@@ -956,24 +988,26 @@ def main() -> None:
                     log(f"memory: cemi worker on {mem_sent:,} events")
                     mem = run_scorer(dep, mem_sent, None)
                     rss[n] = mem.rss_kb[0]
-                    rows.append(
+                    add_row(
+                        rows,
                         Row(
                             "5 memory",
                             "cemi worker: scores reflect all events",
                             mem_sent,
                             mem.published_s,
                             f"folded in {mem.folded_s:.1f} s; {mem.verdict.lstrip('; ')}",
-                        )
+                        ),
                     )
                 for n, kb in sorted(rss.items()):
-                    rows.append(
+                    add_row(
+                        rows,
                         Row(
                             "5 memory",
                             f"max RSS of the worker at {n:,} events",
                             None,
                             None,
                             f"{kb / 1024:,.0f} MiB (VmHWM)",
-                        )
+                        ),
                     )
                 if len(rss) == 2:
                     (n1, k1), (n2, k2) = sorted(rss.items())
@@ -986,7 +1020,8 @@ def main() -> None:
                     out_sent = dep.produce(scale_events)
                     log(f"scale-out: {count} worker(s), 8 partitions, {out_sent:,} events")
                     run = run_scorer(dep, out_sent, scale_batch, workers=count)
-                    rows.append(
+                    add_row(
+                        rows,
                         Row(
                             "6 scale-out",
                             f"{count} worker{'s' if count > 1 else ''}, 8 partitions: "
@@ -995,7 +1030,7 @@ def main() -> None:
                             run.published_s,
                             f"folded in {run.folded_s:.1f} s; start-up "
                             f"{run.startup_s:.1f} s; {run.verdict}",
-                        )
+                        ),
                     )
 
             if args.profile:
@@ -1003,14 +1038,15 @@ def main() -> None:
                 prof_sent = dep.produce(events)
                 log("profile: cemi worker under py-spy")
                 run = run_scorer(dep, prof_sent, None, profile=True)
-                rows.append(
+                add_row(
+                    rows,
                     Row(
                         "profile",
                         "cemi worker under py-spy (not a measurement)",
                         prof_sent,
                         run.published_s,
                         f"folded in {run.folded_s:.1f} s",
-                    )
+                    ),
                 )
                 if run.profile and run.profile.exists():
                     notes.append(profile_top(run.profile))

@@ -25,6 +25,7 @@ class AlertRule:
     min_sample: int
     hold_ms: int
     hysteresis: float
+    min_kpi_sample: int = 1
 
 
 @dataclass(frozen=True)

@@ -102,6 +102,7 @@ class AlertOverrides(_Strict):
     """Per touchpoint or service: what differs from the catalog's `alerts` defaults."""
 
     min_sample: Annotated[int, Field(ge=1)] | None = None
+    min_kpi_sample: Annotated[int, Field(ge=1)] | None = None
     hold_ms: Annotated[int, Field(ge=0)] | None = None
     hysteresis: Annotated[float, Field(ge=0, le=4, allow_inf_nan=False)] | None = None
 
@@ -111,6 +112,9 @@ class AlertDefaults(_Strict):
 
     threshold: Score = 3.0
     min_sample: Annotated[int, Field(ge=1)] = 20
+    # On the short alerting window a KPI with fewer events than this counts as not occurred,
+    # so a handful of answers cannot drag a touchpoint below its threshold.
+    min_kpi_sample: Annotated[int, Field(ge=1)] = 5
     hold_ms: Annotated[int, Field(ge=0)] = 300_000
     hysteresis: Annotated[float, Field(ge=0, le=4, allow_inf_nan=False)] = 0.2
 

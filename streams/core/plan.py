@@ -61,6 +61,9 @@ def _rule(
         min_sample=pick.min_sample if pick.min_sample is not None else defaults.min_sample,
         hold_ms=pick.hold_ms if pick.hold_ms is not None else defaults.hold_ms,
         hysteresis=pick.hysteresis if pick.hysteresis is not None else defaults.hysteresis,
+        min_kpi_sample=pick.min_kpi_sample
+        if pick.min_kpi_sample is not None
+        else defaults.min_kpi_sample,
     )
 
 

@@ -20,6 +20,7 @@ from streams.core.plan import Accumulators, ScoringPlan
 from streams.core.rollup import KpiResult, kpi_result, weighted_mean
 
 AlertKey = tuple[str, str, str | None]  # (unit, service, touchpoint or None for the service)
+EXCLUDED = KpiResult(None, None, 0.0, 0.0)  # too few events in the window to count
 
 
 def alert_id(rule: str, unit: str, service: str, touchpoint: str | None) -> str:
@@ -103,6 +104,8 @@ class AlertEvaluator:
             tp = plan.touchpoints[t]
             kpis = [
                 kpi_result(plan.kpis[k], rolling.sums.get(k), bases.get(tp.service))
+                if rolling.sums.get(k, (0.0,))[0] >= tp.rule.min_kpi_sample
+                else EXCLUDED
                 for k in tp.kpis
             ]
             level = weighted_mean(

@@ -177,7 +177,7 @@ class Generator:
 
     def _install(self, q: float, incident: str | None) -> dict[str, Any]:
         backlog = incident == "install_backlog"
-        ok = min(0.995, q + 0.03)
+        ok = min(0.998, q + 0.05)
         status = "completed" if self._ok(ok) else self._rng.choice(("failed", "rescheduled"))
         done = status == "completed"
         return {
@@ -208,7 +208,7 @@ class Generator:
 
     def _payment(self, q: float, incident: str | None) -> dict[str, Any]:
         failing = incident == "payment_gateway"
-        kind = "dispute" if self._ok(0.0015) else self._rng.choice(("bill", "payment"))
+        kind = "dispute" if self._ok(0.0003) else self._rng.choice(("bill", "payment"))
         on_time = 0.985 + (q - 0.9) / 6 if kind == "bill" else min(0.99, q + 0.03)
         return {
             "kind": kind,

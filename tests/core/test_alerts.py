@@ -97,5 +97,7 @@ def test_rules_come_from_the_catalog_with_touchpoint_overrides() -> None:
     data["services"]["mobile"]["touchpoints"]["install"]["alert"] = {"hysteresis": 0.5}
     plan = ScoringPlan(parse_catalog(data))
     (install,) = plan.touchpoints
-    assert install.rule == AlertRule(threshold=3.0, min_sample=10, hold_ms=120_000, hysteresis=0.5)
+    assert install.rule == AlertRule(
+        threshold=3.0, min_sample=10, hold_ms=120_000, hysteresis=0.5, min_kpi_sample=5
+    )
     assert plan.services[0].rule.threshold == 3.0  # the catalog default
