@@ -19,11 +19,13 @@ import faust
 import orjson
 from aiokafka import AIOKafkaProducer
 from mode import Service
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from streams.core.catalog import load_catalog
 from streams.core.plan import ScoringPlan
 from streams.ingest import Ingest
 from streams.kafka_compat import SCHEME, register_transport
+from streams.metrics import CemiCollector, registry_for
 from streams.outputs import AvroOutputs
 from streams.scoring.fold import FoldConfig
 from streams.scoring.network import NetworkState, decode_summary
@@ -256,6 +258,20 @@ def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | N
                     view["network"],
                     {tuple(m[:4]): m[4] for m in view["means"]},
                 )
+
+    registry = registry_for(
+        CemiCollector(
+            runtime.scoring,
+            lambda: runtime.ingest.stats if runtime.ingest else None,
+            plan.version,
+        )
+    )
+
+    @app.page("/metrics")
+    async def metrics(web: Any, request: Any) -> Any:
+        # the exposition format's content type, without the charset aiohttp adds itself
+        content_type = CONTENT_TYPE_LATEST.split(";")[0] + "; version=0.0.4"
+        return web.text(generate_latest(registry).decode(), content_type=content_type)
 
     @app.page("/api/v1/stats")
     async def stats(web: Any, request: Any) -> Any:

@@ -126,6 +126,12 @@ class Publisher:
             )
         return out
 
+    def latest_scores(
+        self,
+    ) -> list[tuple[tuple[int, WindowKey], dict[RecordKey, float | None]]]:
+        """The scores last published per (partition, window), for metrics."""
+        return list(self._scores.items())
+
     def forget(self, partition: int, key: WindowKey) -> None:
         self._scores.pop((partition, key), None)
 

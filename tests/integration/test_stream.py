@@ -163,6 +163,26 @@ def test_stream_equals_batch_with_dead_letters_and_duplicates(stream_factory: An
     units = [r for r in latest.values() if r["level"] == "unit"]
     assert any(r["delta_network"] is not None for r in units)
 
+    # /metrics (Prometheus text format) is exported from the same state
+    import urllib.request
+
+    port = stream.workers[0].port
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
+        text = reply.read().decode()
+    assert f"cemi_events_consumed_total {float(sent + len(bad))}" in text
+    assert f"cemi_events_duplicate_total {float(duplicates)}" in text
+    assert 'cemi_events_dead_lettered_total{reason="unknown_schema"} 1.0' in text
+    hpg_day = next(
+        r
+        for r in latest.values()
+        if (r["level"], r["unit"], r["window"], r["window_start"])
+        == ("unit", "HPG", "day", "2026-11-01T00:00:00+07:00")
+    )
+    assert (
+        f'cemi_score{{level="unit",service="",touchpoint="",unit="HPG",window="day"}} '
+        f"{hpg_day['score']!r}"
+    ) in text
+
 
 def test_late_events_go_to_the_late_topic_or_revise_the_window(stream_factory: Any) -> None:
     # Sources idle for 1.5 s stop holding the watermark (the first two events may come from
