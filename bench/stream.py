@@ -864,6 +864,8 @@ def main() -> None:
         ceiling_main(sys.argv[2:])
         return
     args = parse_args()
+    # SIGTERM unwinds like Ctrl-C: the finally clauses stop the workers and the broker.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     memory_pair = sorted(int(n) for n in args.memory_events.split(","))
     tmp = Path(tempfile.mkdtemp(prefix="cemi-bench-"))
     log(f"logs and data in {tmp}")
@@ -906,10 +908,19 @@ def main() -> None:
             naive_rate = None
             if not args.skip_naive:
                 naive_n = min(sent, args.naive_events)
-                log(f"naive Faust app on the first {naive_n:,} events")
-                naive_s, steady = run_naive(main_dep, naive_n, args.partitions, 180 + naive_n / 200)
+                naive_dep, note = main_dep, ""
+                if naive_n < sent:
+                    # Its own topics with only the events it is timed on: a Faust app with a
+                    # deeper backlog is slower still (its source fetches crowd out the
+                    # repartitioned stream), which would flatter the scorer.
+                    naive_dep = deploy("naive")
+                    naive_dep.produce(events[:naive_n])
+                    note = f"the first {naive_n:,} of the events, alone in their topics; "
+                log(f"naive Faust app on {naive_n:,} events")
+                naive_s, steady = run_naive(
+                    naive_dep, naive_n, args.partitions, 180 + naive_n / 100
+                )
                 naive_rate = naive_n / naive_s
-                note = f"first {naive_n:,} of the {sent:,}; " if naive_n < sent else ""
                 if steady:
                     note += f"{steady:,.0f}/s after the first 10,000"
                 add_row(
