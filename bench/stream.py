@@ -2,8 +2,9 @@
 
     .venv/bin/python bench/stream.py [--events 1000000] [--units 20] [--partitions 4]
         [--rate 5000] [--latency-seconds 60] [--naive-events 100000]
-        [--memory-events 1000000,5000000] [--skip-memory] [--skip-scaleout] [--skip-latency]
-        [--profile]
+        [--memory-events 1000000,5000000] [--scaleout-events N] [--store memory|rocksdb]
+        [--timestamps event|send] [--skip-naive] [--skip-latency] [--skip-memory]
+        [--skip-scaleout] [--profile] [--keep]
 
 Starts its own embedded broker and runs every contender in its own process, each on a fresh
 topic prefix and app id (consumer groups), and prints one markdown table plus ratios:
@@ -11,7 +12,8 @@ topic prefix and app id (consumer groups), and prints one markdown table plus ra
 1. ceiling: raw aiokafka `getmany` of the N input events already on the broker, without and
    with Avro decoding (`EventDecoder.decode` per record); time from first record to last.
 2. naive Faust: a minimal Faust app (`bench/naive_faust.py`): decode, `group_by` unit, a
-   1-day tumbling windowed table += 1 per event; over the first `--naive-events` events.
+   1-day tumbling windowed table += 1 per event; over the first `--naive-events` events, on
+   topics of its own that hold only those (a deeper backlog makes Faust slower still).
 3. `cemi worker` end to end on the N events already in the input topics (Avro, every event
    type, `--units` units over `--days` days): t0 = its first consumed event, "folded" = every
    event folded into state (scored + duplicates + late + dead-lettered = sent, from
@@ -25,7 +27,11 @@ topic prefix and app id (consumer groups), and prints one markdown table plus ra
 6. scale-out: 1 and 2 workers on 8-partition topics.
 
 With `--profile`, one more 1-worker run is sampled with py-spy (if installed) and the top
-functions by own and cumulative samples are printed after the table.
+functions by own and cumulative samples are printed after the table. The produced history
+carries each event's time as its record timestamp (`--timestamps event`); `send` gives the
+producer's clock instead, as `cemi produce` does. A part that fails or times out becomes a
+FAILED row (details and worker log tails on stderr) and the other parts still run. Each row is
+also logged on stderr as it completes. docs/PERFORMANCE.md has results and analysis.
 """
 
 from __future__ import annotations
@@ -604,7 +610,7 @@ def run_scorer(
 ) -> ScorerRun:
     """Start `workers` workers on input topics that already hold `sent` events; time them."""
     run = ScorerRun(sent)
-    timeout = 180 + sent / 2_000
+    timeout = 300 + sent / 300  # generous: about 1,000-1,500 events/s were measured
     started = time.time()
     for _ in range(workers):
         deployment.worker()
@@ -687,7 +693,8 @@ def run_scorer(
     run.verdict += (
         f"; {outputs.history:,} score records published "
         f"({outputs.history / run.published_s:,.0f}/s), emit timer overran {overlaps}x; "
-        f"{changelog:,} state-changelog messages"
+        f"{changelog:,} state-changelog messages; max RSS "
+        + ", ".join(f"{kb / 1024:,.0f} MiB" for kb in run.rss_kb)
     )
     if run.totals.get("late") or run.totals.get("dead_lettered"):
         run.verdict += (
@@ -760,6 +767,12 @@ def percentile(values: list[int], q: float) -> float:
 # -- profile ------------------------------------------------------------------------------
 
 
+# Frames every sample passes through (the event loop, the CLI, the worker): left out of the
+# cumulative table, which would otherwise open with a dozen 90-100 % rows.
+GENERIC_FRAMES = ("<module>", "main (", "worker (streams/cli", "run_worker (")
+GENERIC_FILES = ("(asyncio/", "(typer/", "(mode/", "(threading.py", "(selectors.py")
+
+
 def profile_top(path: Path, top: int = 15) -> str:
     """Top functions of a py-spy raw (collapsed) profile by own and cumulative samples."""
     own: Counter[str] = Counter()
@@ -777,14 +790,14 @@ def profile_top(path: Path, top: int = 15) -> str:
             continue
         own[frames[-1]] += count
         for frame in set(frames):
-            cumulative[frame] += count
+            if not frame.startswith(GENERIC_FRAMES) and not any(g in frame for g in GENERIC_FILES):
+                cumulative[frame] += count
     lines = [f"py-spy samples (100 Hz, non-idle): {total:,}", "", "By own samples:", ""]
     lines += ["| own % | function |", "| ---: | --- |"]
     lines += [f"| {100 * n / total:5.1f} | `{name}` |" for name, n in own.most_common(top)]
-    lines += ["", "By cumulative samples:", "", "| cum % | function |", "| ---: | --- |"]
-    lines += [
-        f"| {100 * n / total:5.1f} | `{name}` |" for name, n in cumulative.most_common(top + 10)
-    ][: top + 10]
+    lines += ["", "By cumulative samples (event loop, CLI and worker frames left out):", ""]
+    lines += ["| cum % | function |", "| ---: | --- |"]
+    lines += [f"| {100 * n / total:5.1f} | `{name}` |" for name, n in cumulative.most_common(top)]
     return "\n".join(lines)
 
 
@@ -820,6 +833,16 @@ def row_line(row: Row) -> str:
 def add_row(rows: list[Row], row: Row) -> None:
     rows.append(row)
     log(f"row: {row_line(row)}")
+
+
+_failures: list[str] = []
+
+
+def part_failed(rows: list[Row], part: str, error: BenchError) -> None:
+    """A part that failed: a row says so, the details go to stderr, the run goes on."""
+    _failures.append(part)
+    print(f"\nFAILED ({part}): {error}", file=sys.stderr)
+    add_row(rows, Row(part, "FAILED", None, None, str(error).splitlines()[0]))
 
 
 def print_table(rows: list[Row]) -> None:
@@ -907,32 +930,35 @@ def main() -> None:
 
             naive_rate = None
             if not args.skip_naive:
-                naive_n = min(sent, args.naive_events)
-                naive_dep, note = main_dep, ""
-                if naive_n < sent:
-                    # Its own topics with only the events it is timed on: a Faust app with a
-                    # deeper backlog is slower still (its source fetches crowd out the
-                    # repartitioned stream), which would flatter the scorer.
-                    naive_dep = deploy("naive")
-                    naive_dep.produce(events[:naive_n])
-                    note = f"the first {naive_n:,} of the events, alone in their topics; "
-                log(f"naive Faust app on {naive_n:,} events")
-                naive_s, steady = run_naive(
-                    naive_dep, naive_n, args.partitions, 180 + naive_n / 100
-                )
-                naive_rate = naive_n / naive_s
-                if steady:
-                    note += f"{steady:,.0f}/s after the first 10,000"
-                add_row(
-                    rows,
-                    Row(
-                        "2 naive",
-                        "Faust: decode, group_by unit, 1-day tumbling table += 1",
-                        naive_n,
-                        naive_s,
-                        note,
-                    ),
-                )
+                try:
+                    naive_n = min(sent, args.naive_events)
+                    naive_dep, note = main_dep, ""
+                    if naive_n < sent:
+                        # Its own topics with only the events it is timed on: a Faust app with a
+                        # deeper backlog is slower still (its source fetches crowd out the
+                        # repartitioned stream), which would flatter the scorer.
+                        naive_dep = deploy("naive")
+                        naive_dep.produce(events[:naive_n])
+                        note = f"the first {naive_n:,} of the events, alone in their topics; "
+                    log(f"naive Faust app on {naive_n:,} events")
+                    naive_s, steady = run_naive(
+                        naive_dep, naive_n, args.partitions, 180 + naive_n / 100
+                    )
+                    naive_rate = naive_n / naive_s
+                    if steady:
+                        note += f"{steady:,.0f}/s after the first 10,000"
+                    add_row(
+                        rows,
+                        Row(
+                            "2 naive",
+                            "Faust: decode, group_by unit, 1-day tumbling table += 1",
+                            naive_n,
+                            naive_s,
+                            note,
+                        ),
+                    )
+                except BenchError as error:
+                    part_failed(rows, "2 naive", error)
 
             log(f"cemi worker on {sent:,} events")
             scorer = run_scorer(main_dep, sent, batch)
@@ -968,101 +994,115 @@ def main() -> None:
                 )
 
             if not args.skip_latency:
-                live_dep = deploy("live")
-                log(f"latency: {args.rate:,.0f} events/s for {args.latency_seconds:.0f} s")
-                produced, secs, delays, note = run_latency(
-                    live_dep, args.units, args.rate, args.latency_seconds
-                )
-                add_row(
-                    rows,
-                    Row(
-                        "4 latency",
-                        f"live at {args.rate:,.0f}/s: event -> score delay",
-                        produced,
-                        secs,
-                        f"p50 {percentile(delays, 0.5) / 1000:.2f} s, "
-                        f"p99 {percentile(delays, 0.99) / 1000:.2f} s, "
-                        f"max {(delays[-1] if delays else 0) / 1000:.2f} s "
-                        f"over {len(delays):,} records; {note}",
-                    ),
-                )
+                try:
+                    live_dep = deploy("live")
+                    log(f"latency: {args.rate:,.0f} events/s for {args.latency_seconds:.0f} s")
+                    produced, secs, delays, note = run_latency(
+                        live_dep, args.units, args.rate, args.latency_seconds
+                    )
+                    add_row(
+                        rows,
+                        Row(
+                            "4 latency",
+                            f"live at {args.rate:,.0f}/s: event -> score delay",
+                            produced,
+                            secs,
+                            f"p50 {percentile(delays, 0.5) / 1000:.2f} s, "
+                            f"p99 {percentile(delays, 0.99) / 1000:.2f} s, "
+                            f"max {(delays[-1] if delays else 0) / 1000:.2f} s "
+                            f"over {len(delays):,} records; {note}",
+                        ),
+                    )
+                except BenchError as error:
+                    part_failed(rows, "4 latency", error)
 
             if not args.skip_memory:
-                rss: dict[int, int] = {}
-                for n in memory_pair:
-                    if n == args.events and scorer.rss_kb:
-                        rss[n] = scorer.rss_kb[0]
-                        continue
-                    dep = deploy(f"mem{n}")
-                    log(f"memory: producing {n:,} events")
-                    mem_sent = dep.produce(encoded(generated(args, n, start_ms)))
-                    log(f"memory: cemi worker on {mem_sent:,} events")
-                    mem = run_scorer(dep, mem_sent, None)
-                    rss[n] = mem.rss_kb[0]
-                    add_row(
-                        rows,
-                        Row(
-                            "5 memory",
-                            "cemi worker: scores reflect all events",
-                            mem_sent,
-                            mem.published_s,
-                            f"folded in {mem.folded_s:.1f} s; {mem.verdict.lstrip('; ')}",
-                        ),
-                    )
-                for n, kb in sorted(rss.items()):
-                    add_row(
-                        rows,
-                        Row(
-                            "5 memory",
-                            f"max RSS of the worker at {n:,} events",
-                            None,
-                            None,
-                            f"{kb / 1024:,.0f} MiB (VmHWM)",
-                        ),
-                    )
-                if len(rss) == 2:
-                    (n1, k1), (n2, k2) = sorted(rss.items())
-                    ratios.append(f"RSS at {n2:,} / RSS at {n1:,}: {k2 / k1:.2f} (target <= 1.15)")
+                try:
+                    rss: dict[int, int] = {}
+                    for n in memory_pair:
+                        if n == args.events and scorer.rss_kb:
+                            rss[n] = scorer.rss_kb[0]
+                            continue
+                        dep = deploy(f"mem{n}")
+                        log(f"memory: producing {n:,} events")
+                        mem_sent = dep.produce(encoded(generated(args, n, start_ms)))
+                        log(f"memory: cemi worker on {mem_sent:,} events")
+                        mem = run_scorer(dep, mem_sent, None)
+                        rss[n] = mem.rss_kb[0]
+                        add_row(
+                            rows,
+                            Row(
+                                "5 memory",
+                                "cemi worker: scores reflect all events",
+                                mem_sent,
+                                mem.published_s,
+                                f"folded in {mem.folded_s:.1f} s; {mem.verdict.lstrip('; ')}",
+                            ),
+                        )
+                    for n, kb in sorted(rss.items()):
+                        add_row(
+                            rows,
+                            Row(
+                                "5 memory",
+                                f"max RSS of the worker at {n:,} events",
+                                None,
+                                None,
+                                f"{kb / 1024:,.0f} MiB (VmHWM)",
+                            ),
+                        )
+                    if len(rss) == 2:
+                        (n1, k1), (n2, k2) = sorted(rss.items())
+                        ratios.append(
+                            f"RSS at {n2:,} / RSS at {n1:,}: {k2 / k1:.2f} (target <= 1.15)"
+                        )
+                except BenchError as error:
+                    part_failed(rows, "5 memory", error)
 
             if not args.skip_scaleout:
-                scale_events, scale_batch = dataset(args.scaleout_events or args.events)
-                for count in (1, 2):
-                    dep = deploy(f"x{count}", 8)
-                    out_sent = dep.produce(scale_events)
-                    log(f"scale-out: {count} worker(s), 8 partitions, {out_sent:,} events")
-                    run = run_scorer(dep, out_sent, scale_batch, workers=count)
+                try:
+                    scale_events, scale_batch = dataset(args.scaleout_events or args.events)
+                    for count in (1, 2):
+                        dep = deploy(f"x{count}", 8)
+                        out_sent = dep.produce(scale_events)
+                        log(f"scale-out: {count} worker(s), 8 partitions, {out_sent:,} events")
+                        run = run_scorer(dep, out_sent, scale_batch, workers=count)
+                        add_row(
+                            rows,
+                            Row(
+                                "6 scale-out",
+                                f"{count} worker{'s' if count > 1 else ''}, 8 partitions: "
+                                "scores reflect all",
+                                out_sent,
+                                run.published_s,
+                                f"folded in {run.folded_s:.1f} s; start-up "
+                                f"{run.startup_s:.1f} s; {run.verdict}",
+                            ),
+                        )
+                except BenchError as error:
+                    part_failed(rows, "6 scale-out", error)
+
+            if args.profile:
+                try:
+                    dep = deploy("profile")
+                    prof_sent = dep.produce(events)
+                    log("profile: cemi worker under py-spy")
+                    run = run_scorer(dep, prof_sent, None, profile=True)
                     add_row(
                         rows,
                         Row(
-                            "6 scale-out",
-                            f"{count} worker{'s' if count > 1 else ''}, 8 partitions: "
-                            "scores reflect all",
-                            out_sent,
+                            "profile",
+                            "cemi worker under py-spy (not a measurement)",
+                            prof_sent,
                             run.published_s,
-                            f"folded in {run.folded_s:.1f} s; start-up "
-                            f"{run.startup_s:.1f} s; {run.verdict}",
+                            f"folded in {run.folded_s:.1f} s",
                         ),
                     )
-
-            if args.profile:
-                dep = deploy("profile")
-                prof_sent = dep.produce(events)
-                log("profile: cemi worker under py-spy")
-                run = run_scorer(dep, prof_sent, None, profile=True)
-                add_row(
-                    rows,
-                    Row(
-                        "profile",
-                        "cemi worker under py-spy (not a measurement)",
-                        prof_sent,
-                        run.published_s,
-                        f"folded in {run.folded_s:.1f} s",
-                    ),
-                )
-                if run.profile and run.profile.exists():
-                    notes.append(profile_top(run.profile))
-                else:
-                    notes.append("py-spy wrote no profile (is it installed in the venv?)")
+                    if run.profile and run.profile.exists():
+                        notes.append(profile_top(run.profile))
+                    else:
+                        notes.append("py-spy wrote no profile (is it installed in the venv?)")
+                except BenchError as error:
+                    part_failed(rows, "profile", error)
     except BenchError as error:
         failed = True
         print(f"\nFAILED: {error}", file=sys.stderr)
@@ -1080,6 +1120,7 @@ def main() -> None:
         print(f"- {line}")
     for note in notes:
         print(f"\n{note}")
+    failed = failed or bool(_failures)
     if failed or args.keep:
         print(f"\nlogs kept in {tmp}", file=sys.stderr)
     else:
