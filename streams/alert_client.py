@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaProducer
 
+from streams.kafka_security import client_kwargs
 from streams.scoring.envelope import partition_for
 from streams.settings import Settings
 from streams.tail import latest_by_key
@@ -18,7 +19,12 @@ async def current_alerts(
     settings: Settings, bootstrap: str, *, include_resolved: bool = False
 ) -> list[dict[str, Any]]:
     """The latest record of every alert (firing or acknowledged; resolved on request)."""
-    latest = await latest_by_key(bootstrap, Topics(settings).output("alerts"), idle_exit_s=1.5)
+    latest = await latest_by_key(
+        bootstrap,
+        Topics(settings).output("alerts"),
+        idle_exit_s=1.5,
+        security=client_kwargs(settings),
+    )
     alerts = [a for a in latest.values() if "alert_id" in a]
     if not include_resolved:
         alerts = [a for a in alerts if a["state"] != "resolved"]
@@ -44,7 +50,7 @@ async def send_ack(settings: Settings, bootstrap: str, alert_id: str, by: str) -
         "by": by,
         "at_ms": int(time.time() * 1000),
     }
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **client_kwargs(settings))
     await producer.start()
     try:
         partitions = await producer.partitions_for(topic)

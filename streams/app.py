@@ -25,6 +25,7 @@ from streams.core.catalog import load_catalog
 from streams.core.plan import ScoringPlan
 from streams.ingest import Ingest
 from streams.kafka_compat import SCHEME, register_transport
+from streams.kafka_security import client_kwargs, faust_credentials
 from streams.metrics import CemiCollector, registry_for
 from streams.outputs import AvroOutputs
 from streams.scoring.fold import FoldConfig
@@ -118,6 +119,7 @@ def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | N
     app = faust.App(
         settings.app_id,
         broker=f"{SCHEME}://{bootstrap}",
+        broker_credentials=faust_credentials(settings),
         store=settings.store_url,
         datadir=str(settings.data_dir),
         topic_partitions=settings.partitions,
@@ -234,7 +236,10 @@ def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | N
     class IngestService(Service):  # type: ignore[misc]
         async def on_start(self) -> None:
             runtime.producer = AIOKafkaProducer(
-                bootstrap_servers=bootstrap, linger_ms=5, max_request_size=8 * 1024 * 1024
+                bootstrap_servers=bootstrap,
+                **client_kwargs(settings),
+                linger_ms=5,
+                max_request_size=8 * 1024 * 1024,
             )
             await runtime.producer.start()
             runtime.ingest = Ingest(settings, plan, store, bootstrap, runtime.producer)
@@ -253,7 +258,9 @@ def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | N
         @Service.task
         async def _follow_network(self) -> None:
             # every worker keeps the latest network view per window, for delta_network
-            async for _, view in follow_json(bootstrap, topics.network_means):
+            async for _, view in follow_json(
+                bootstrap, topics.network_means, security=client_kwargs(settings)
+            ):
                 views[(view["window"], view["start"])] = (
                     view["network"],
                     {tuple(m[:4]): m[4] for m in view["means"]},

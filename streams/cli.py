@@ -207,6 +207,7 @@ def tail(
 
     import orjson
 
+    from streams.kafka_security import client_kwargs
     from streams.tail import read_topic
     from streams.topics import OUTPUT, Topics
 
@@ -221,7 +222,11 @@ def tail(
     async def run() -> None:
         topic = Topics(settings).output(what)
         async for _, record in read_topic(
-            settings.broker_url or "", topic, from_beginning=from_beginning, idle_exit_s=idle_exit
+            settings.broker_url or "",
+            topic,
+            from_beginning=from_beginning,
+            idle_exit_s=idle_exit,
+            security=client_kwargs(settings),
         ):
             if as_json:
                 record = {k: (v.hex() if isinstance(v, bytes) else v) for k, v in record.items()}

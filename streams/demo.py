@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from pydantic import SecretStr
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.panel import Panel
@@ -30,6 +31,7 @@ from rich.text import Text
 
 from streams.broker import broker_for, free_port
 from streams.core.events import SERVICES
+from streams.kafka_security import client_kwargs
 from streams.settings import Settings
 from streams.simulate.generator import DEFAULT_UNITS
 from streams.simulate.runner import simulate
@@ -223,8 +225,10 @@ def render(board: Board) -> RenderableType:
 # --- background tasks --------------------------------------------------------------------
 
 
-async def follow_topic(url: str, topic: str, add: Callable[[dict[str, Any]], None]) -> None:
-    async for _, record in read_topic(url, topic, from_beginning=True):
+async def follow_topic(
+    url: str, topic: str, add: Callable[[dict[str, Any]], None], security: dict[str, Any]
+) -> None:
+    async for _, record in read_topic(url, topic, from_beginning=True, security=security):
         add(record)
 
 
@@ -290,10 +294,14 @@ async def session(
     tasks = {
         "simulator": asyncio.create_task(run_simulator(settings, url, board.units, rate)),
         "scores reader": asyncio.create_task(
-            follow_topic(url, settings.topic("cemi.scores"), board.add_score)
+            follow_topic(
+                url, settings.topic("cemi.scores"), board.add_score, client_kwargs(settings)
+            )
         ),
         "alerts reader": asyncio.create_task(
-            follow_topic(url, settings.topic("cemi.alerts"), board.add_alert)
+            follow_topic(
+                url, settings.topic("cemi.alerts"), board.add_alert, client_kwargs(settings)
+            )
         ),
         "stats poller": asyncio.create_task(poll_stats(stats_url(settings)(port), board)),
     }
@@ -345,7 +353,8 @@ def worker_env(settings: Settings, url: str, port: int, data_dir: Path) -> dict[
     """The environment plus this process's settings, so both sides agree on topics etc."""
     env = dict(os.environ)
     for name, value in settings.model_dump().items():
-        if value is not None:
+        # secrets print as stars: the worker reads them from the inherited environment/files
+        if value is not None and not isinstance(value, SecretStr):
             env[f"CEMI_{name.upper()}"] = str(value)
     env.update(
         CEMI_BROKER_URL=url,

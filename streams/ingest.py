@@ -23,6 +23,7 @@ from streams.align import Aligner
 from streams.core.events import InvalidEvent, validate_event
 from streams.core.plan import ScoringPlan
 from streams.kafka_compat import leave_group_in_generation_zero
+from streams.kafka_security import client_kwargs
 from streams.scoring.envelope import encode_envelope, entry_for, partition_for
 from streams.settings import Settings
 from streams.topics import Topics
@@ -82,6 +83,7 @@ class Ingest:
     def consumer(self) -> AIOKafkaConsumer:
         return AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap,
+            **client_kwargs(self.settings),
             group_id=f"{self.settings.app_id}-ingest",
             enable_auto_commit=False,
             auto_offset_reset="earliest",

@@ -10,6 +10,7 @@ from typing import Any, Literal
 import orjson
 from aiokafka import AIOKafkaProducer
 
+from streams.kafka_security import client_kwargs
 from streams.settings import Settings
 from streams.topics import Topics
 from streams.wire.codec import encode
@@ -26,7 +27,10 @@ class EventProducer:
         self.store = SchemaStore()
         self.wire = wire
         self.producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap, linger_ms=10, max_batch_size=256 * 1024
+            bootstrap_servers=bootstrap,
+            **client_kwargs(settings),
+            linger_ms=10,
+            max_batch_size=256 * 1024,
         )
         self.sent = 0
 

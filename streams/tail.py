@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import orjson
@@ -16,9 +16,17 @@ from streams.wire.schemas import SchemaStore
 
 
 async def read_topic(
-    bootstrap: str, topic: str, *, from_beginning: bool = True, idle_exit_s: float | None = None
+    bootstrap: str,
+    topic: str,
+    *,
+    from_beginning: bool = True,
+    idle_exit_s: float | None = None,
+    security: Mapping[str, Any] | None = None,
 ) -> AsyncIterator[tuple[Any, dict[str, Any]]]:
-    """Yield (message, decoded record) until `idle_exit_s` passes without a new record."""
+    """Yield (message, decoded record) until `idle_exit_s` passes without a new record.
+
+    `security`: `streams.kafka_security.client_kwargs(settings)` (TLS/SASL), if any.
+    """
     store = SchemaStore()
     consumer = AIOKafkaConsumer(
         topic,
@@ -28,6 +36,7 @@ async def read_topic(
         auto_offset_reset="earliest" if from_beginning else "latest",
         enable_auto_commit=False,
         fetch_max_wait_ms=100,
+        **(security or {}),
     )
     await consumer.start()
     try:
@@ -50,15 +59,24 @@ async def read_topic(
         await consumer.stop()
 
 
-async def latest_by_key(bootstrap: str, topic: str, idle_exit_s: float = 3.0) -> dict[bytes, Any]:
+async def latest_by_key(
+    bootstrap: str,
+    topic: str,
+    idle_exit_s: float = 3.0,
+    security: Mapping[str, Any] | None = None,
+) -> dict[bytes, Any]:
     """The latest record per key of a (compacted) topic, as a consumer would keep it."""
     latest: dict[bytes, Any] = {}
-    async for message, record in read_topic(bootstrap, topic, idle_exit_s=idle_exit_s):
+    async for message, record in read_topic(
+        bootstrap, topic, idle_exit_s=idle_exit_s, security=security
+    ):
         latest[message.key] = record
     return latest
 
 
-async def follow_json(bootstrap: str, topic: str) -> AsyncIterator[tuple[Any, Any]]:
+async def follow_json(
+    bootstrap: str, topic: str, security: Mapping[str, Any] | None = None
+) -> AsyncIterator[tuple[Any, Any]]:
     """Follow a JSON topic from its beginning, forever: (message, decoded value)."""
     consumer = AIOKafkaConsumer(
         topic,
@@ -67,6 +85,7 @@ async def follow_json(bootstrap: str, topic: str) -> AsyncIterator[tuple[Any, An
         auto_offset_reset="earliest",
         enable_auto_commit=False,
         fetch_max_wait_ms=200,
+        **(security or {}),
     )
     await consumer.start()
     try:

@@ -84,7 +84,9 @@ async def create_topics(settings: Settings, bootstrap: str) -> None:
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
     from aiokafka.errors import TopicAlreadyExistsError
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    from streams.kafka_security import client_kwargs
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **client_kwargs(settings))
     await admin.start()
     try:
         existing = set(await admin.list_topics())
