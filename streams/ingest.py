@@ -16,11 +16,18 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from streams.align import Aligner
-from streams.core.events import InvalidEvent, validate_event
+from streams.core.events import (
+    InvalidEvent,
+    pseudonymise,
+    pseudonymous_ref,
+    validate_event,
+    without_literals,
+)
 from streams.core.plan import ScoringPlan
 from streams.kafka_compat import leave_group_in_generation_zero
 from streams.kafka_security import client_kwargs
@@ -213,18 +220,40 @@ class Ingest:
     ) -> tuple[str, bytes, bytes | None, int | None]:
         self.stats.dead_lettered[error.code] += 1
         value = record.value if isinstance(record.value, bytes) else b""
+        original_key = record.key if isinstance(record.key, bytes) else None
+        reason = error.text
+        if self.settings.hmac_key is not None:
+            value, original_key, reason = self._pseudonymous(value, original_key, reason)
         body = encode(
             self.dead_letter_schema,
             {
                 "original": value,
-                "original_key": record.key if isinstance(record.key, bytes) else None,
+                "original_key": original_key,
                 "source_topic": record.topic,
                 "source_partition": record.partition,
                 "source_offset": record.offset,
                 "reason_code": error.code,
-                "reason": error.text[:1000],
+                "reason": reason[:1000],
                 "dead_lettered_at_ms": now_ms,
             },
         )
         key = f"{record.topic}#{record.partition}#{record.offset}".encode()
         return self.topics.output("deadletter"), body, key, None
+
+    def _pseudonymous(
+        self, value: bytes, key: bytes | None, reason: str
+    ) -> tuple[bytes, bytes | None, str]:
+        """With CEMI_CUSTOMER_REF_HMAC_KEY, no raw customer_ref leaves in a dead letter: a
+        decodable original is re-encoded as JSON with customer_ref replaced by its HMAC; an
+        undecodable one is withheld (it stays readable at its source offset); the record key
+        is replaced by its HMAC and quoted literals are dropped from the reason."""
+        secret = self.settings.hmac_key
+        assert secret is not None
+        try:
+            value = orjson.dumps(pseudonymise(self.decoder.decode(value), secret), default=repr)
+        except (InvalidEvent, orjson.JSONEncodeError):
+            value = b""
+            reason += " (original withheld: CEMI_CUSTOMER_REF_HMAC_KEY is set)"
+        if key is not None:
+            key = pseudonymous_ref(key, secret).encode()
+        return value, key, without_literals(reason)
