@@ -8,6 +8,8 @@ path never builds model objects per event.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 from dataclasses import dataclass
 from math import isfinite
@@ -219,3 +221,29 @@ def validate_event(obj: Any) -> dict[str, Any]:
 
 def field_spec(event_type: str, field: str) -> FieldSpec | None:
     return EVENT_FIELDS.get(event_type, {}).get(field)
+
+
+# --- customer_ref pseudonymisation (CEMI_CUSTOMER_REF_HMAC_KEY) -------------------------
+# Scores, KPIs, alerts, late records and envelopes never carry customer_ref; the one place
+# the ingest copies input bytes out is a dead letter, and these two functions are applied
+# there when a key is set (off the hot path: dead letters are the exception).
+
+_QUOTED: Final = re.compile(r"""b?(['"])(?:\\.|(?!\1).)*\1""", re.DOTALL)
+
+
+def pseudonymous_ref(value: Any, key: bytes) -> str:
+    """A keyed HMAC-SHA256 of a customer_ref (hex): stable per key, not reversible."""
+    data = value.encode() if type(value) is str else repr(value).encode()
+    return hmac.new(key, data, hashlib.sha256).hexdigest()
+
+
+def pseudonymise(obj: dict[str, Any], key: bytes) -> dict[str, Any]:
+    """A copy of a decoded event whose customer_ref (whatever its type) is replaced."""
+    if "customer_ref" not in obj or obj["customer_ref"] is None:
+        return dict(obj)
+    return {**obj, "customer_ref": pseudonymous_ref(obj["customer_ref"], key)}
+
+
+def without_literals(text: str) -> str:
+    """An error text with quoted literals (which may echo input bytes) replaced by '…'."""
+    return _QUOTED.sub("'…'", text)
