@@ -48,6 +48,8 @@ class IngestStats:
     enveloped: int = 0
     dead_lettered: Counter[str] = field(default_factory=Counter)
     batches: int = 0
+    # per input (topic, partition): fetch high watermark - position + buffered records
+    lag: dict[tuple[str, int], int] = field(default_factory=dict)
 
 
 class _DropOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -122,14 +124,17 @@ class Ingest:
                     aligner.add(tp, records)
                 assigned = consumer.assignment()
                 caught_up = set()
+                lag: dict[tuple[str, int], int] = {}
                 for tp in assigned:
                     highwater = consumer.highwater(tp)
-                    if (
-                        not aligner.buffered(tp)
-                        and highwater is not None
-                        and await consumer.position(tp) >= highwater
-                    ):
+                    if highwater is None:
+                        continue
+                    position = await consumer.position(tp)
+                    # not yet processed: on the broker past the position, plus buffered here
+                    lag[(tp.topic, tp.partition)] = highwater - position + aligner.buffered(tp)
+                    if not aligner.buffered(tp) and position >= highwater:
                         caught_up.add(tp)
+                self.stats.lag = lag
                 waiting = aligner.waiting(assigned, caught_up.__contains__, time.monotonic())
                 if waiting:
                     continue

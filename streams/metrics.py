@@ -1,16 +1,101 @@
 """Prometheus metrics, exported at scrape time from the worker's state (a custom collector:
-no gauge per key to keep in sync). Served by the worker on `/metrics`."""
+no gauge per key to keep in sync). Served by the worker on `/metrics`.
+
+Names follow Prometheus conventions: base units (seconds), `_total` on counters (added by
+`CounterMetricFamily`), `_ratio` for 0..1 values, `_info` for constant labels. Unit, service,
+touchpoint and KPI labels come from the catalog and from validated unit codes whose number is
+capped by `CEMI_MAX_UNITS` (events of more units are dead-lettered), so the series count is
+bounded whatever the input.
+
+Score metrics (`window` label: `day`, `month`, and `rolling` for the alerting window):
+- `cemi_score{level,unit,service,touchpoint,window}`: latest CEMI (touchpoint, service, unit)
+- `cemi_coverage_ratio{level,unit,service,touchpoint,window}`: share of the nominal child weight
+  that was present (the rest was excluded)
+- `cemi_kpi_points{unit,service,touchpoint,kpi,window}`: KPI points 1..5
+- `cemi_kpi_value{unit,service,touchpoint,kpi,window}`: the KPI's raw value
+- `cemi_kpi_excluded{unit,service,touchpoint,kpi,window}`: 1 when the KPI did not occur (zero
+  denominator: left out, its weight redistributed), else 0
+"""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, Final
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector, CollectorRegistry
+from prometheus_client.utils import floatToGoString
 
 from streams.scoring.service import ScoringService
+
+# event ingest -> score publication; the emit interval (1 s by default) is the floor
+LATENCY_BUCKETS_S: Final = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0)
+
+WindowRecords = tuple[int, tuple[str, str, int], Mapping[Any, Mapping[str, Any]]]
+
+
+class LatencyHistogram:
+    """Cumulative event->score latency, fed from the publisher's last published rows.
+
+    Observed once per window publication (the rows of one publication share
+    `published_at_ms` and `newest_event_ingest_ms`): at every scrape, each window whose newest
+    publication was not seen yet adds one observation. Publications of the same window
+    superseded between two scrapes are not seen; final re-publications (a window closing,
+    no new event) are not latency and are skipped.
+    """
+
+    def __init__(self, buckets: Iterable[float] = LATENCY_BUCKETS_S) -> None:
+        self.bounds = tuple(sorted(buckets))
+        self.counts = [0] * (len(self.bounds) + 1)  # the last one is +Inf
+        self.total = 0.0
+        self._seen: dict[tuple[int, Any], int] = {}
+
+    def observe(self, seconds: float) -> None:
+        index = next((i for i, b in enumerate(self.bounds) if seconds <= b), len(self.bounds))
+        self.counts[index] += 1
+        self.total += seconds
+
+    def update(self, windows: Iterable[WindowRecords]) -> None:
+        present: set[tuple[int, Any]] = set()
+        for partition, key, rows in windows:
+            newest: Mapping[str, Any] | None = None
+            for row in rows.values():
+                published = row.get("published_at_ms")
+                if published is not None and (
+                    newest is None or published > newest["published_at_ms"]
+                ):
+                    newest = row
+            if newest is None:
+                continue
+            seen_key = (partition, key)
+            present.add(seen_key)
+            published_ms = newest["published_at_ms"]
+            if self._seen.get(seen_key) == published_ms:
+                continue
+            self._seen[seen_key] = published_ms
+            ingest_ms = newest.get("newest_event_ingest_ms")
+            if ingest_ms is None or newest.get("final"):
+                continue
+            self.observe(max(0.0, (published_ms - ingest_ms) / 1000))
+        for gone in set(self._seen) - present:
+            del self._seen[gone]
+
+    def family(self, name: str, documentation: str) -> HistogramMetricFamily:
+        cumulative, buckets = 0, []
+        for bound, count in zip((*self.bounds, float("inf")), self.counts, strict=True):
+            cumulative += count
+            buckets.append((floatToGoString(bound), cumulative))  # type: ignore[no-untyped-call]
+        return HistogramMetricFamily(name, documentation, buckets=buckets, sum_value=self.total)
+
+
+def _label(value: str | None) -> str:
+    return value or ""
 
 
 class CemiCollector(Collector):
@@ -23,12 +108,15 @@ class CemiCollector(Collector):
         self.scoring = scoring
         self.ingest_stats = ingest_stats
         self.catalog_version = catalog_version
+        self.latency = LatencyHistogram()
 
     def collect(self) -> Iterator[Metric]:
         yield from self._pipeline()
         yield from self._scores()
         yield from self._alerts()
-        info = GaugeMetricFamily("cemi_catalog_info", "Catalog in force", labels=["version"])
+        info = GaugeMetricFamily(
+            "cemi_catalog_info", "Catalog version in force (value 1)", labels=["version"]
+        )
         info.add_metric([self.catalog_version], 1.0)
         yield info
 
@@ -43,6 +131,16 @@ class CemiCollector(Collector):
         for reason, count in sorted((stats.dead_lettered if stats else {}).items()):
             dead.add_metric([reason], float(count))
         yield dead
+        lag = GaugeMetricFamily(
+            "cemi_consumer_lag_messages",
+            "Input messages on the broker not yet processed, per input partition "
+            "(fetch high watermark minus the consumer's position, plus records buffered "
+            "for the merge)",
+            labels=["topic", "partition"],
+        )
+        for (topic, partition), behind in sorted((stats.lag if stats else {}).items()):
+            lag.add_metric([topic, str(partition)], float(behind))
+        yield lag
         counts = self.scoring.counts()
         for name, value, text in (
             ("cemi_events_scored", counts.scored, "Valid events folded into the scores"),
@@ -63,7 +161,7 @@ class CemiCollector(Collector):
             family = CounterMetricFamily(name, text)
             family.add_metric([], float(value))
             yield family
-        lag = GaugeMetricFamily(
+        watermark = GaugeMetricFamily(
             "cemi_watermark_lag_seconds",
             "Wall clock minus the partition watermark",
             labels=["partition"],
@@ -71,26 +169,96 @@ class CemiCollector(Collector):
         now_ms = time.time() * 1000
         for partition, runtime in sorted(self.scoring.partitions.items()):
             if runtime.state.watermark_ms is not None:
-                lag.add_metric([str(partition)], (now_ms - runtime.state.watermark_ms) / 1000)
-        yield lag
+                watermark.add_metric([str(partition)], (now_ms - runtime.state.watermark_ms) / 1000)
+        yield watermark
+        assigned = GaugeMetricFamily(
+            "cemi_partitions_assigned", "Scoring partitions this worker holds"
+        )
+        assigned.add_metric([], float(len(self.scoring.partitions)))
+        yield assigned
+
+    def _windows(self) -> list[WindowRecords]:
+        return [
+            (partition, key, rows)
+            for (partition, key), rows in self.scoring.publisher.latest_records().items()
+        ]
 
     def _scores(self) -> Iterator[Metric]:
-        score = GaugeMetricFamily(
-            "cemi_score",
-            "Latest published CEMI (current windows)",
-            labels=["level", "unit", "service", "touchpoint", "window"],
+        windows = self._windows()
+        self.latency.update(windows)
+        yield self.latency.family(
+            "cemi_score_latency_seconds",
+            "Event ingest to score publication: publish time minus the ingest time of the "
+            "newest event in the window, once per window publication seen at scrape time",
         )
-        newest: dict[tuple[str, str], tuple[int, dict[Any, Any]]] = {}
-        for (_, (unit, kind, start)), scores in self.scoring.publisher.latest_scores():
+        key_labels = ["level", "unit", "service", "touchpoint", "window"]
+        kpi_labels = ["unit", "service", "touchpoint", "kpi", "window"]
+        score = GaugeMetricFamily(
+            "cemi_score", "Latest CEMI 1..5 (current day/month, rolling window)", labels=key_labels
+        )
+        coverage = GaugeMetricFamily(
+            "cemi_coverage_ratio",
+            "Share of the nominal child weight present in the score (0..1)",
+            labels=key_labels,
+        )
+        points = GaugeMetricFamily("cemi_kpi_points", "KPI points 1..5", labels=kpi_labels)
+        value = GaugeMetricFamily(
+            "cemi_kpi_value",
+            "KPI raw value (ratio, mean, NPS or rate per 1,000 subscribers)",
+            labels=kpi_labels,
+        )
+        excluded = GaugeMetricFamily(
+            "cemi_kpi_excluded",
+            "1 when the KPI did not occur in the window (zero denominator: left out, its "
+            "weight redistributed), else 0",
+            labels=kpi_labels,
+        )
+        # the current window per unit and kind: the newest start
+        newest: dict[tuple[str, str], tuple[int, Mapping[Any, Mapping[str, Any]]]] = {}
+        for _, (unit, kind, start), rows in windows:
             if (unit, kind) not in newest or newest[(unit, kind)][0] < start:
-                newest[(unit, kind)] = (start, scores)
-        for (_, kind), (_, scores) in sorted(newest.items()):
-            for (level, owner, service, touchpoint, kpi), value in scores.items():
-                if kpi is None and value is not None:
-                    score.add_metric(
-                        [level, owner or "", service or "", touchpoint or "", kind], value
-                    )
+                newest[(unit, kind)] = (start, rows)
+        for (_, kind), (_, rows) in sorted(newest.items()):
+            for (level, unit, service, touchpoint, kpi), row in rows.items():
+                if kpi is None:
+                    labels = [level, _label(unit), _label(service), _label(touchpoint), kind]
+                    if row.get("score") is not None:
+                        score.add_metric(labels, row["score"])
+                    if row.get("coverage") is not None:
+                        coverage.add_metric(labels, row["coverage"])
+                    continue
+                labels = [_label(unit), _label(service), _label(touchpoint), kpi, kind]
+                present = row.get("score") is not None
+                excluded.add_metric(labels, 0.0 if present else 1.0)
+                if present:
+                    points.add_metric(labels, row["score"])
+                if row.get("value") is not None:
+                    value.add_metric(labels, row["value"])
+        self._rolling(score)
         yield score
+        yield coverage
+        yield points
+        yield value
+        yield excluded
+
+    def _rolling(self, score: GaugeMetricFamily) -> None:
+        """Touchpoint and service CEMI over the rolling alerting window, as last evaluated."""
+        evaluator = self.scoring.evaluator
+        for _, runtime in sorted(self.scoring.partitions.items()):
+            for unit, unit_state in sorted(runtime.state.units.items()):
+                rolling = unit_state.rolling
+                if rolling is None:
+                    continue
+                for index, (value, _) in sorted(rolling.touchpoints.items()):
+                    if value is not None:
+                        _, service, touchpoint = evaluator.key_of(index)
+                        score.add_metric(
+                            ["touchpoint", unit, service, _label(touchpoint), "rolling"], value
+                        )
+                for index, value in sorted(rolling.services.items()):
+                    if value is not None:
+                        _, service, _ = evaluator.key_of(-1 - index)
+                        score.add_metric(["service", unit, service, "", "rolling"], value)
 
     def _alerts(self) -> Iterator[Metric]:
         active = GaugeMetricFamily(

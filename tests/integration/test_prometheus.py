@@ -1,0 +1,201 @@
+"""A real worker's /metrics, scraped by a real Prometheus (Debian's binary) with the repo's
+rules: the names the rules and dashboards use exist, and the CEMI read back through
+Prometheus' HTTP API is the worker's."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+from streams.broker import EmbeddedBroker
+from streams.produce import EventProducer
+from streams.simulate.generator import Generator
+from streams.tail import latest_by_key
+from streams.topics import Topics
+from tests.deploy.promql import RULE_FILES, exported_name, worker_names_used
+from tests.deploy.tools import Server, require
+
+pytestmark = pytest.mark.broker
+
+UNITS = ("HPG", "QBH", "HNI")
+
+
+def scrape(port: int) -> dict[str, Any]:
+    """family name -> family (counters also under their `_total` sample name)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
+        text = reply.read().decode()
+    families = {}
+    for family in text_string_to_metric_families(text):
+        families[family.name] = family
+        if family.type == "counter":
+            families[f"{family.name}_total"] = family
+    return families
+
+
+def samples(families: dict[str, Any], name: str, **labels: str) -> list[Any]:
+    family = families.get(name) or families.get(exported_name(name))
+    if family is None:
+        return []
+    return [
+        s
+        for s in family.samples
+        if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
+    ]
+
+
+class Live:
+    """One scorer worker on the embedded broker that has scored a few minutes of events."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+        self.worker = stream.workers[0]
+
+    def metrics(self) -> dict[str, Any]:
+        return scrape(self.worker.port)
+
+    def unit_scores(self, families: dict[str, Any] | None = None) -> dict[str, float]:
+        families = families or self.metrics()
+        return {
+            s.labels["unit"]: s.value
+            for s in samples(families, "cemi_score", level="unit", window="day")
+        }
+
+
+@pytest.fixture(scope="module")
+def live(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+    from conftest import Stream  # tests/integration/conftest.py (a module, not a package)
+
+    # sources idle for a second stop holding the watermark: the rolling window is evaluated
+    stream = Stream(broker, tmp_path_factory.mktemp("prometheus"), idle_advance_ms="1000")
+    try:
+        stream.worker()
+        now = int(time.time() * 1000)
+        # the last ten minutes, live: current day and rolling windows
+        events = list(
+            Generator(units=UNITS, start_ms=now - 10 * 60_000, span_ms=9 * 60_000, seed=11).events(
+                1500
+            )
+        )
+
+        async def send() -> int:
+            async with EventProducer(stream.settings, stream.bootstrap, "mixed") as producer:
+                return await producer.send_all(events)
+
+        sent = asyncio.run(send())
+        stream.wait_for(
+            lambda: stream.totals()["consumed"] == sent and stream.totals()["scored"] > 0,
+            what=f"{sent} events consumed",
+        )
+        live = Live(stream)
+        previous: list[dict[str, float]] = [{}]
+
+        def settled() -> bool:
+            # every unit scored, the same scores on two scrapes a second apart, and the
+            # rolling window evaluated
+            families = live.metrics()
+            scores = live.unit_scores(families)
+            same = len(scores) == len(UNITS) and scores == previous[0]
+            previous[0] = scores
+            return same and bool(samples(families, "cemi_score", window="rolling"))
+
+        stream.wait_for(settled, timeout=90, what="settled unit scores on /metrics")
+        yield live
+    finally:
+        stream.close()
+
+
+def test_every_metric_in_the_rules_and_dashboards_is_exported_by_a_worker(live: Live) -> None:
+    exported = live.metrics()
+    used = worker_names_used()
+    assert len(used) >= 10
+    missing = {
+        name: sorted(where)
+        for name, where in used.items()
+        if name not in exported and exported_name(name) not in exported
+    }
+    assert not missing, f"used in deploy/ but not exported by the worker: {missing}"
+
+
+def test_worker_exports_kpi_coverage_latency_and_consumer_lag_after_scoring(live: Live) -> None:
+    families = live.metrics()
+    points = samples(families, "cemi_kpi_points", unit="HPG", window="day")
+    assert points and all(1 <= s.value <= 5 for s in points)
+    assert samples(families, "cemi_kpi_value", unit="HPG", window="day")
+    excluded = samples(families, "cemi_kpi_excluded", unit="HPG", window="day")
+    assert {s.value for s in excluded} <= {0.0, 1.0}
+    # every KPI row is present or excluded, never both
+    present = {s.labels["kpi"] for s in points}
+    assert present == {s.labels["kpi"] for s in excluded if s.value == 0.0}
+    coverage = samples(families, "cemi_coverage_ratio", level="unit", unit="HPG", window="day")
+    assert len(coverage) == 1 and 0 < coverage[0].value <= 1
+    assert samples(families, "cemi_score", level="touchpoint", unit="HPG", window="rolling")
+    count = samples(families, "cemi_score_latency_seconds_count")
+    total = samples(families, "cemi_score_latency_seconds_sum")
+    assert count[0].value >= 1 and 0 <= total[0].value / count[0].value < 120
+    inputs = set(Topics(live.stream.settings).inputs)
+    lag = samples(families, "cemi_consumer_lag_messages")
+    assert {s.labels["topic"] for s in lag} == inputs
+    assert all(s.value == 0 for s in lag), "everything sent was consumed"
+    version = samples(families, "cemi_catalog_info")
+    assert len(version) == 1 and version[0].labels["version"]
+
+
+def test_prometheus_scraping_a_worker_returns_its_unit_cemi_and_network_rule(
+    live: Live, tmp_path: Path
+) -> None:
+    require("prometheus")
+    config = {
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "rule_files": [str(p) for p in RULE_FILES],
+        "scrape_configs": [
+            {
+                "job_name": "cemi-worker",
+                "static_configs": [{"targets": [f"127.0.0.1:{live.worker.port}"]}],
+            }
+        ],
+    }
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
+    prometheus = Server.prometheus(tmp_path / "prometheus.yml", tmp_path / "data")
+    try:
+        prometheus.wait_ready()
+
+        def query(expr: str) -> list[dict[str, Any]]:
+            reply = prometheus.get("/api/v1/query", query=expr)
+            assert reply["status"] == "success", reply
+            return reply["data"]["result"]  # type: ignore[no-any-return]
+
+        hpg = 'cemi_score{job="cemi-worker",level="unit",unit="HPG",window="day"}'
+        network = 'window:cemi_network_score:avg{window="day"}'
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (query(hpg) and query(network)):
+            time.sleep(0.5)
+        assert query('up{job="cemi-worker"}')[0]["value"][1] == "1"
+        time.sleep(1.5)  # one more scrape and rule evaluation of the settled scores
+
+        worker_scores = live.unit_scores()
+        [result] = query(hpg)
+        assert float(result["value"][1]) == worker_scores["HPG"]
+        # the recording rule: the network CEMI is the mean of the unit CEMIs
+        [mean] = query(network)
+        expected = sum(worker_scores.values()) / len(worker_scores)
+        assert float(mean["value"][1]) == pytest.approx(expected, abs=1e-12)
+
+        # and the worker's /metrics says what its scores topic says
+        topic = Topics(live.stream.settings).output("scores")
+        latest = asyncio.run(latest_by_key(live.stream.bootstrap, topic, idle_exit_s=2))
+        [record] = [
+            r
+            for r in latest.values()
+            if (r["level"], r["unit"], r["window"]) == ("unit", "HPG", "day")
+        ]
+        assert record["score"] == worker_scores["HPG"]
+    finally:
+        prometheus.stop()
