@@ -21,6 +21,7 @@ from aiokafka import AIOKafkaProducer
 from mode import Service
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from streams.api import register_api
 from streams.core.catalog import load_catalog
 from streams.core.plan import ScoringPlan
 from streams.ingest import Ingest
@@ -297,6 +298,7 @@ def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | N
             }
         )
 
+    register_api(app, runtime)
     return app
 
 

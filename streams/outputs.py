@@ -1,4 +1,5 @@
-"""Encoding of everything the scorer publishes (Avro single-object) and where it goes."""
+"""Encoding of everything the scorer publishes (Avro single-object, or Confluent-framed with
+a schema registry) and where it goes."""
 
 from __future__ import annotations
 
@@ -13,20 +14,42 @@ from streams.scoring.publish import record_topic_key
 from streams.scoring.service import TICK, Message
 from streams.topics import Topics
 from streams.wire.codec import encode
+from streams.wire.registry import SchemaRegistry, frame_outputs
 from streams.wire.schemas import SchemaStore
+
+# output topic -> the record its values carry
+OUTPUT_RECORDS = {
+    "kpi": "KpiWindow",
+    "scores": "CemiScore",
+    "late": "LateEvent",
+    "alerts": "Alert",
+    "deadletter": "DeadLetter",
+}
 
 
 class AvroOutputs:
     def __init__(self, topics: Topics, store: SchemaStore) -> None:
         self.topics = topics
-        self.kpi_schema = store.current_record("KpiWindow")
-        self.score_schema = store.current_record("CemiScore")
-        self.late_schema = store.current_record("LateEvent")
+        self.store = store
+        self._load_schemas()
         self.kpi_topic = topics.output("kpi")
         self.scores_topic = topics.output("scores")
         self.late_topic = topics.output("late")
-        self.alert_schema = store.current_record("Alert")
         self.alerts_topic = topics.output("alerts")
+
+    def _load_schemas(self) -> None:
+        store = self.store
+        self.kpi_schema = store.current_record("KpiWindow")
+        self.score_schema = store.current_record("CemiScore")
+        self.late_schema = store.current_record("LateEvent")
+        self.alert_schema = store.current_record("Alert")
+
+    def use_registry(self, registry: SchemaRegistry) -> None:
+        """Confluent-framed output from now on: registers every output schema under
+        `<topic>-value` (blocking: call it at start-up, before anything is published)."""
+        topics = {name: self.topics.output(name) for name in OUTPUT_RECORDS}
+        frame_outputs(self.store, registry, {topics[n]: r for n, r in OUTPUT_RECORDS.items()})
+        self._load_schemas()
 
     def score_message(self, record: dict[str, Any]) -> Message:
         if record["level"] == "kpi":

@@ -2,8 +2,11 @@
 
 Input: single-object Avro (`C3 01` + CRC-64-AVRO fingerprint + body; the writer schema is
 resolved by fingerprint from the schema store, so old and new versions are both read) or a
-UTF-8 JSON object. Anything else raises InvalidEvent, which the ingest dead-letters.
-Output: single-object Avro with the current schema of the record.
+UTF-8 JSON object; with a schema registry attached to the store (`streams/wire/registry.py`),
+also Confluent-framed Avro (`00` + schema id + body). Anything else raises InvalidEvent, which
+the ingest dead-letters.
+Output: single-object Avro with the current schema of the record (Confluent-framed with a
+registry: the outputs then carry schemas whose header is the Confluent one).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import orjson
 from fastavro import schemaless_reader, schemaless_writer
 
 from streams.core.events import InvalidEvent
+from streams.wire import registry as confluent
 from streams.wire.schemas import SchemaStore, StoredSchema, event_type_of
 
 SINGLE_OBJECT_MAGIC: Final = b"\xc3\x01"
@@ -25,8 +29,17 @@ DEFAULT_MAX_EVENT_BYTES: Final = 64 * 1024
 class EventDecoder:
     """Bytes -> event dict (with `type`), for both Avro single-object and JSON input."""
 
-    def __init__(self, store: SchemaStore, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
+    def __init__(
+        self,
+        store: SchemaStore,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+        registry: confluent.SchemaRegistry | None = None,
+    ) -> None:
         self.max_event_bytes = max_event_bytes
+        self.store = store
+        self.registry = registry or confluent.registry_of(store)
+        # schema id -> (writer schema, reader schema or None, type), for Confluent framing
+        self._by_id: dict[int, tuple[Any, Any, str]] = {}
         # header -> (writer schema, reader schema or None when it is the current one, type)
         self._readers: dict[bytes, tuple[Any, Any, str]] = {}
         for header, stored in store.by_header.items():
@@ -46,6 +59,8 @@ class EventDecoder:
             )
         if value[:2] == SINGLE_OBJECT_MAGIC:
             return self._decode_avro(value)
+        if value[0] == 0 and self.registry is not None:  # JSON never starts with a NUL
+            return self._decode_framed(value)
         try:
             decoded = orjson.loads(value)
         except orjson.JSONDecodeError as error:
@@ -62,9 +77,40 @@ class EventDecoder:
             raise InvalidEvent(
                 "unknown_schema", f"no event schema with fingerprint {value[2:HEADER_LEN].hex()}"
             )
+        return self._read(value, HEADER_LEN, found)
+
+    def _decode_framed(self, value: bytes) -> dict[str, Any]:
+        schema_id = confluent.schema_id_of(value)
+        if schema_id is None:
+            raise InvalidEvent("malformed", "a Confluent-framed record needs 5 header bytes")
+        found = self._by_id.get(schema_id)
+        if found is None:
+            found = self._by_id[schema_id] = self._framed_reader(schema_id)
+        return self._read(value, confluent.HEADER_LEN, found)
+
+    def _framed_reader(self, schema_id: int) -> tuple[Any, Any, str]:
+        assert self.registry is not None
+        try:
+            writer = self.registry.writer(schema_id)
+        except confluent.UnknownSchemaId:
+            raise InvalidEvent(
+                "unknown_schema",
+                f"schema id {schema_id} is not in the schema registry {self.registry.url}",
+            ) from None
+        except confluent.RegistryError as error:
+            raise InvalidEvent("registry_unavailable", f"schema id {schema_id}: {error}") from None
+        etype = event_type_of(writer.name)
+        if etype is None:
+            raise InvalidEvent(
+                "unknown_schema",
+                f"schema id {schema_id} is {writer.name or 'not a named record'}, not an event",
+            )
+        return writer.parsed, confluent.reader_for(self.store, writer), etype
+
+    def _read(self, value: bytes, offset: int, found: tuple[Any, Any, str]) -> dict[str, Any]:
         writer, reader, etype = found
         stream = BytesIO(value)
-        stream.seek(HEADER_LEN)
+        stream.seek(offset)
         try:
             record = schemaless_reader(stream, writer, reader)
         except Exception as error:  # truncated or corrupt bodies raise many kinds

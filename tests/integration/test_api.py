@@ -1,0 +1,248 @@
+"""The HTTP API against running workers: routes, 400s, auth, readiness, any worker answers
+for every unit, and the OpenAPI document checked against the implementation (schemathesis)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from schemathesis.generation.modes import GenerationMode
+
+from streams.broker import EmbeddedBroker
+from streams.tail import latest_by_key
+from tests.integration.conftest import Stream, Worker
+from tests.integration.test_stream import send
+from tests.scoring.test_alerting import backlog_events
+
+pytestmark = pytest.mark.broker
+
+TOKEN = "test-token-0123456789abcdef"
+
+
+def call(
+    worker: Worker,
+    path: str,
+    *,
+    method: str = "GET",
+    body: bytes | None = None,
+    token: str | None = None,
+) -> tuple[int, Any, dict[str, str]]:
+    """(status, decoded JSON body, headers) of one request to a worker."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{worker.port}{path}", data=body, method=method
+    )
+    if token is not None:
+        request.add_header("Authorization", f"Bearer {token}")
+    if body is not None:
+        request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as reply:
+            raw, status, headers = reply.read(), reply.status, dict(reply.headers)
+    except urllib.error.HTTPError as error:
+        raw, status, headers = error.read(), error.code, dict(error.headers)
+    try:
+        decoded = json.loads(raw) if raw else None
+    except ValueError:
+        decoded = raw.decode(errors="replace")
+    return status, decoded, headers
+
+
+def ready(worker: Worker) -> bool:
+    try:
+        return call(worker, "/readyz")[0] == 200
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def deployment(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Two workers with a token, fed the install-backlog and payment-outage scenario."""
+    stream = Stream(broker, tmp_path_factory.mktemp("api"), api_token=TOKEN)
+    first, second = stream.worker(), stream.worker()
+    try:
+        sent = send(stream, backlog_events(payment_outage=True), "avro")
+        stream.wait_for(
+            lambda: sum(stream.totals()[k] for k in ("scored", "duplicates", "late")) == sent,
+            timeout=240,
+            what="all events folded",
+        )
+        stream.wait_for(lambda: ready(first) and ready(second), what="both workers ready")
+
+        def firing() -> bool:
+            status, body, _ = call(second, "/api/v1/alerts?state=firing")
+            return status == 200 and any(a["unit"] == "QBH" for a in body["alerts"])
+
+        stream.wait_for(firing, what="the QBH payment alert in the API")
+        time.sleep(2)  # let the last coalesced publication land
+        yield stream
+    finally:
+        stream.close()
+
+
+def test_scores_are_the_latest_records_of_the_topics_from_either_worker(deployment: Any) -> None:
+    stream = deployment
+
+    async def topics() -> dict[bytes, Any]:
+        latest: dict[bytes, Any] = {}
+        for name in ("cemi.scores", "cemi.kpi"):
+            latest.update(await latest_by_key(stream.bootstrap, stream.settings.topic(name), 2))
+        return latest
+
+    expected = {
+        (r["level"], r["unit"], r["service"], r["touchpoint"], r["kpi"], r["window"]): r["score"]
+        for r in asyncio.run(topics()).values()
+        if r["unit"] in ("HPG", "QBH") and r["window"] == "day"
+    }
+    # the scenario spans one local day: newest day window = the only one
+    assert expected
+    for worker in stream.workers:  # each worker owns some partitions, answers for all units
+        got: dict[tuple[Any, ...], Any] = {}
+        for unit in ("HPG", "QBH"):
+            status, body, headers = call(worker, f"/api/v1/scores?unit={unit}&window=day")
+            assert status == 200 and headers["Content-Type"].startswith("application/json")
+            assert body["count"] == len(body["scores"])
+            for r in body["scores"]:
+                key = (r["level"], r["unit"], r["service"], r["touchpoint"], r["kpi"], r["window"])
+                got[key] = r["score"]
+        assert got == expected
+
+    worker = stream.workers[0]
+    status, body, _ = call(worker, "/api/v1/scores?level=unit")
+    assert status == 200 and {r["unit"] for r in body["scores"]} == {"HPG", "QBH"}
+    assert {r["window"] for r in body["scores"]} == {"day", "month"}
+    status, body, _ = call(worker, "/api/v1/scores?level=network&window=month")
+    assert status == 200 and [r["unit"] for r in body["scores"]] == [None]
+    status, body, _ = call(
+        worker, "/api/v1/scores?unit=HPG&service=fixed_broadband&touchpoint=install&level=kpi"
+    )
+    assert status == 200 and body["count"] > 0
+    assert all(r["touchpoint"] == "install" and r["level"] == "kpi" for r in body["scores"])
+
+
+def test_unit_tree(deployment: Any) -> None:
+    worker = deployment.workers[1]
+    status, body, _ = call(worker, "/api/v1/units/HPG?window=day")
+    assert status == 200 and body["unit"] == "HPG" and list(body["windows"]) == ["day"]
+    day = body["windows"]["day"]
+    assert day["score"] is not None and day["class"] in (
+        "poor",
+        "average",
+        "fair",
+        "good",
+        "excellent",
+    )
+    install = day["services"]["fixed_broadband"]["touchpoints"]["install"]
+    assert "delta_prev" in install and "delta_network" in install
+    kpi = install["kpis"]["install_on_time"]
+    assert {"score", "class", "value", "numerator", "denominator"} <= set(kpi)
+    status, body, _ = call(worker, "/api/v1/units/HPG")
+    assert status == 200 and set(body["windows"]) == {"day", "month"}
+    assert call(worker, "/api/v1/units/NOPE")[0] == 404
+
+
+def test_bad_parameters_are_400_with_a_message(deployment: Any) -> None:
+    worker = deployment.workers[0]
+    for path in (
+        "/api/v1/scores?level=province",
+        "/api/v1/scores?window=year",
+        "/api/v1/scores?unit=hp g",
+        "/api/v1/scores?unit=HPG&unit=QBH",
+        "/api/v1/scores?colour=red",
+        "/api/v1/units/hpg",
+        "/api/v1/units/HPG?window=week",
+        "/api/v1/alerts?state=burning",
+    ):
+        status, body, _ = call(worker, path.replace(" ", "%20"))
+        assert status == 400, path
+        assert isinstance(body["error"], str) and body["error"], path
+
+
+def test_alerts_and_acknowledgement_with_a_token(deployment: Any) -> None:
+    first, second = deployment.workers
+    status, body, _ = call(first, "/api/v1/alerts")
+    assert status == 200
+    target = next(a for a in body["alerts"] if (a["unit"], a["touchpoint"]) == ("QBH", "payment"))
+    assert target["state"] == "firing" and target["top_kpis"]
+    resolved = call(first, "/api/v1/alerts?state=resolved")[1]["alerts"]
+    assert any(a["touchpoint"] == "install" for a in resolved)
+
+    ack = f"/api/v1/alerts/{target['alert_id']}/ack"
+    body_ok = json.dumps({"by": "ops-anna"}).encode()
+    status, reply, headers = call(first, ack, method="POST", body=body_ok)
+    assert status == 401 and headers["WWW-Authenticate"].startswith("Bearer")
+    assert call(first, ack, method="POST", body=body_ok, token="wrong-token")[0] == 403
+    big = json.dumps({"by": "x" * 70_000}).encode()
+    assert call(first, ack, method="POST", body=big, token=TOKEN)[0] == 413
+    assert call(first, ack, method="POST", body=b"{nope", token=TOKEN)[0] == 400
+    assert call(first, ack, method="POST", body=b'{"by": 3}', token=TOKEN)[0] == 400
+    assert call(first, "/api/v1/alerts/abc123/ack", method="POST", token=TOKEN)[0] == 404
+    assert call(first, "/api/v1/alerts/not-an-id/ack", method="POST", token=TOKEN)[0] == 400
+
+    # any worker takes the ack: it is routed to the partition of the alert's unit
+    status, reply, _ = call(second, ack, method="POST", body=body_ok, token=TOKEN)
+    assert status == 202 and reply["ack"]["by"] == "ops-anna"
+
+    def acknowledged() -> bool:
+        alerts = call(first, "/api/v1/alerts?state=acknowledged&unit=QBH")[1]["alerts"]
+        return any(
+            a["alert_id"] == target["alert_id"] and a["acknowledged_by"] == "ops-anna"
+            for a in alerts
+        )
+
+    deployment.wait_for(acknowledged, timeout=60, what="the acknowledgement in the API")
+
+
+def test_health_readiness_and_no_faust_table_pages(deployment: Any) -> None:
+    worker = deployment.workers[0]
+    assert call(worker, "/healthz")[:2] == (200, {"status": "ok"})
+    status, body, _ = call(worker, "/readyz")
+    assert status == 200 and body["ready"] and all(body["checks"].values())
+    for path in ("/table/state/", "/table/state/x/", "/router/", "/graph/", "/stats/"):
+        assert call(worker, path)[0] == 404, path
+    # the web server is on loopback by default
+    assert worker.env.get("CEMI_WEB_HOST") is None
+
+
+def test_openapi_document_matches_the_implementation(deployment: Any) -> None:
+    """Schemathesis' checks (status codes, content types and bodies conform to the document,
+    no 5xx, invalid input rejected) on generated valid and invalid requests of every
+    operation. Driven from hypothesis directly: schemathesis' lazy pytest loader does not
+    work with pytest 9."""
+    worker = deployment.workers[0]
+    schema = schemathesis.openapi.from_url(f"http://127.0.0.1:{worker.port}/api/v1/openapi.json")
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert {f"{o.method.upper()} {o.path}" for o in operations} == {
+        "GET /api/v1/scores",
+        "GET /api/v1/units/{unit}",
+        "GET /api/v1/alerts",
+        "POST /api/v1/alerts/{alert_id}/ack",
+        "GET /healthz",
+        "GET /readyz",
+    }
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    for operation in operations:
+        raw = operation.definition.raw
+        takes_input = bool(raw.get("parameters") or raw.get("requestBody"))
+        modes = [GenerationMode.POSITIVE] + ([GenerationMode.NEGATIVE] if takes_input else [])
+        for mode in modes:
+
+            @given(case=operation.as_strategy(generation_mode=mode))
+            @hypothesis_settings(
+                max_examples=30,
+                deadline=None,
+                database=None,
+                suppress_health_check=list(HealthCheck),
+            )
+            def check(case: Any) -> None:
+                case.call_and_validate(headers=headers)
+
+            check()
