@@ -201,7 +201,8 @@ def validate_event(obj: Any) -> dict[str, Any]:
             if type(value) is str and value in argument:
                 continue
         elif kind == _STR:
-            if type(value) is str and argument.match(value) is not None:
+            # fullmatch: `$` alone would accept a trailing newline ("HPG\n")
+            if type(value) is str and argument.fullmatch(value) is not None:
                 continue
         elif kind == _BOOL:
             if value is True or value is False:
