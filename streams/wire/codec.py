@@ -59,11 +59,13 @@ class EventDecoder:
             )
         if value[:2] == SINGLE_OBJECT_MAGIC:
             return self._decode_avro(value)
-        if value[0] == 0 and self.registry is not None:  # JSON never starts with a NUL
-            return self._decode_framed(value)
         try:
             decoded = orjson.loads(value)
         except orjson.JSONDecodeError as error:
+            # Confluent framing (a NUL first, never JSON) is looked at only once JSON failed:
+            # the JSON and single-object paths pay nothing for it.
+            if value[0] == 0 and self.registry is not None:
+                return self._decode_framed(value)
             raise InvalidEvent(
                 "malformed", f"neither Avro single-object nor JSON: {error}"
             ) from None
@@ -77,7 +79,22 @@ class EventDecoder:
             raise InvalidEvent(
                 "unknown_schema", f"no event schema with fingerprint {value[2:HEADER_LEN].hex()}"
             )
-        return self._read(value, HEADER_LEN, found)
+        writer, reader, etype = found
+        stream = BytesIO(value)
+        stream.seek(HEADER_LEN)
+        # the reading is inline here (not `_record`): this is the hot path
+        try:
+            record = schemaless_reader(stream, writer, reader)
+        except Exception as error:  # truncated or corrupt bodies raise many kinds
+            raise InvalidEvent(
+                "malformed_avro", f"cannot decode the Avro body: {error!r}"
+            ) from None
+        if stream.read(1):
+            raise InvalidEvent("malformed_avro", "trailing bytes after the Avro record")
+        if type(record) is not dict:
+            raise InvalidEvent("malformed_avro", "the Avro body is not a record")
+        record["type"] = etype
+        return record
 
     def _decode_framed(self, value: bytes) -> dict[str, Any]:
         schema_id = confluent.schema_id_of(value)
@@ -86,7 +103,10 @@ class EventDecoder:
         found = self._by_id.get(schema_id)
         if found is None:
             found = self._by_id[schema_id] = self._framed_reader(schema_id)
-        return self._read(value, confluent.HEADER_LEN, found)
+        writer, reader, etype = found
+        stream = BytesIO(value)
+        stream.seek(confluent.HEADER_LEN)
+        return self._record(stream, writer, reader, etype)
 
     def _framed_reader(self, schema_id: int) -> tuple[Any, Any, str]:
         assert self.registry is not None
@@ -107,10 +127,8 @@ class EventDecoder:
             )
         return writer.parsed, confluent.reader_for(self.store, writer), etype
 
-    def _read(self, value: bytes, offset: int, found: tuple[Any, Any, str]) -> dict[str, Any]:
-        writer, reader, etype = found
-        stream = BytesIO(value)
-        stream.seek(offset)
+    @staticmethod
+    def _record(stream: BytesIO, writer: Any, reader: Any, etype: str) -> dict[str, Any]:
         try:
             record = schemaless_reader(stream, writer, reader)
         except Exception as error:  # truncated or corrupt bodies raise many kinds

@@ -11,17 +11,24 @@ import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
+import orjson
 import pytest
 import schemathesis
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from schemathesis.generation.modes import GenerationMode
 
 from streams.broker import EmbeddedBroker
 from streams.tail import latest_by_key
+from streams.topics import INPUT, OUTPUT, Topics
+from streams.wire.codec import encode
+from streams.wire.registry import SchemaRegistry, attach_registry, confluent_header, decode_framed
+from streams.wire.schemas import SchemaStore, event_schema
 from tests.integration.conftest import Stream, Worker
 from tests.integration.test_stream import send
 from tests.scoring.test_alerting import backlog_events
+from tests.wire.test_registry import FakeRegistry, framed
 
 pytestmark = pytest.mark.broker
 
@@ -246,3 +253,88 @@ def test_openapi_document_matches_the_implementation(deployment: Any) -> None:
                 case.call_and_validate(headers=headers)
 
             check()
+
+
+def test_a_worker_with_a_schema_registry(stream_factory: Any) -> None:
+    """Framed input decoded beside single-object Avro and JSON, outputs and dead letters in
+    the Confluent wire format with their schemas registered, an unknown id dead-lettered with
+    its reason, and the API reading the framed outputs."""
+    fake = FakeRegistry()
+    fake.start()
+    try:
+        stream = stream_factory(schema_registry_url=fake.url)
+        worker = stream.worker()
+        events = backlog_events()[:3000]
+        store = SchemaStore()
+        ids = {
+            etype: fake.add(f"{stream.settings.topic(suffix)}-value", event_schema(etype))
+            for etype, suffix in INPUT.items()
+        }
+
+        def wire(i: int, e: dict[str, Any]) -> bytes:
+            if i % 3 == 0:
+                return framed(ids[e["type"]], event_schema(e["type"]), e)
+            if i % 3 == 1:
+                return encode(store.current_event(e["type"]), e)
+            return orjson.dumps(e)
+
+        async def produce() -> None:
+            producer = AIOKafkaProducer(bootstrap_servers=stream.bootstrap)
+            await producer.start()
+            try:
+                topics = Topics(stream.settings)
+                for i, e in enumerate(events):
+                    await producer.send(topics.input(e["type"]), wire(i, e))
+                await producer.send(topics.input("order"), confluent_header(9999) + b"\x02")
+                await producer.flush()
+            finally:
+                await producer.stop()
+
+        asyncio.run(produce())
+        stream.wait_for(
+            lambda: (
+                sum(stream.totals()[k] for k in ("scored", "duplicates", "late")) == len(events)
+            ),
+            timeout=180,
+            what="all events folded",
+        )
+        stats = worker.stats() or {}
+        assert stats["dead_lettered"] == {"unknown_schema": 1}
+        assert {f"{stream.settings.topic(OUTPUT[n])}-value" for n in OUTPUT} <= set(fake.subjects)
+
+        async def raw(topic: str) -> list[bytes]:
+            consumer = AIOKafkaConsumer(
+                stream.settings.topic(topic),
+                bootstrap_servers=stream.bootstrap,
+                auto_offset_reset="earliest",
+                enable_auto_commit=False,
+            )
+            await consumer.start()
+            try:
+                batches = await consumer.getmany(timeout_ms=3000)
+                return [m.value for records in batches.values() for m in records]
+            finally:
+                await consumer.stop()
+
+        reader = SchemaStore()
+        attach_registry(reader, SchemaRegistry(fake.url))
+        scores = asyncio.run(raw("cemi.scores"))
+        assert scores and all(v[0] == 0 for v in scores)
+        assert asyncio.run(decode_framed(reader, scores[-1]))[1]["level"] in (
+            "unit",
+            "service",
+            "touchpoint",
+            "network",
+        )
+        (dead,) = asyncio.run(raw("deadletter"))
+        name, letter = asyncio.run(decode_framed(reader, dead))
+        assert name == "cemi.v1.DeadLetter" and letter["reason_code"] == "unknown_schema"
+        assert "schema id 9999 is not in the schema registry" in letter["reason"]
+
+        def answered() -> bool:
+            status, body, _ = call(worker, "/api/v1/scores?unit=HPG&level=unit")
+            return status == 200 and body["count"] > 0
+
+        stream.wait_for(answered, timeout=60, what="framed scores in the API")
+    finally:
+        fake.stop()
