@@ -11,6 +11,8 @@ Score metrics (`window` label: `day`, `month`, and `rolling` for the alerting wi
 - `cemi_score{level,unit,service,touchpoint,window}`: latest CEMI (touchpoint, service, unit)
 - `cemi_coverage_ratio{level,unit,service,touchpoint,window}`: share of the nominal child weight
   that was present (the rest was excluded)
+- `cemi_score_delta_previous`, `cemi_score_delta_network` (same labels): the records' deltas
+  versus the previous window of the same kind and versus the network mean
 - `cemi_kpi_points{unit,service,touchpoint,kpi,window}`: KPI points 1..5
 - `cemi_kpi_value{unit,service,touchpoint,kpi,window}`: the KPI's raw value
 - `cemi_kpi_excluded{unit,service,touchpoint,kpi,window}`: 1 when the KPI did not occur (zero
@@ -201,6 +203,16 @@ class CemiCollector(Collector):
             "Share of the nominal child weight present in the score (0..1)",
             labels=key_labels,
         )
+        delta_prev = GaugeMetricFamily(
+            "cemi_score_delta_previous",
+            "CEMI minus that of the previous window of the same kind (when known)",
+            labels=key_labels,
+        )
+        delta_network = GaugeMetricFamily(
+            "cemi_score_delta_network",
+            "CEMI minus the mean across units of the same key (units: the network CEMI)",
+            labels=key_labels,
+        )
         points = GaugeMetricFamily("cemi_kpi_points", "KPI points 1..5", labels=kpi_labels)
         value = GaugeMetricFamily(
             "cemi_kpi_value",
@@ -226,6 +238,10 @@ class CemiCollector(Collector):
                         score.add_metric(labels, row["score"])
                     if row.get("coverage") is not None:
                         coverage.add_metric(labels, row["coverage"])
+                    if row.get("delta_prev") is not None:
+                        delta_prev.add_metric(labels, row["delta_prev"])
+                    if row.get("delta_network") is not None:
+                        delta_network.add_metric(labels, row["delta_network"])
                     continue
                 labels = [_label(unit), _label(service), _label(touchpoint), kpi, kind]
                 present = row.get("score") is not None
@@ -237,6 +253,8 @@ class CemiCollector(Collector):
         self._rolling(score)
         yield score
         yield coverage
+        yield delta_prev
+        yield delta_network
         yield points
         yield value
         yield excluded
