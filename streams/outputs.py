@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 
 from streams.scoring.envelope import Entry
-from streams.scoring.network import encode_summary
+from streams.scoring.network import encode_summary, summary_key
 from streams.scoring.publish import record_topic_key
 from streams.scoring.service import TICK, Message
 from streams.topics import Topics
@@ -89,7 +89,7 @@ class AvroOutputs:
         return self.topics.network_means, orjson.dumps(view), key, 0
 
     def summary_message(self, summary: dict[str, Any]) -> Message:
-        key = f"{summary['window']}|{summary['start']}|{summary['unit']}".encode()
+        key = summary_key(summary["window"], summary["start"], summary["unit"]).encode()
         return self.topics.unit_scores, encode_summary(summary), key, 0
 
     def tick_message(self, partition: int) -> Message:

@@ -62,6 +62,7 @@ class Window:
     newest_ingest_ms: int = 0
     changed: bool = False  # since the last publication
     unsaved: bool = True  # since the last flush
+    persisted: bool = False  # in the table: a tombstone is needed when it goes
 
     def dump(self) -> bytes:
         return orjson.dumps(
@@ -86,6 +87,7 @@ class Window:
             newest_ingest_ms=data["i"],
             changed=data["c"],
             unsaved=False,
+            persisted=True,
         )
 
 
@@ -128,6 +130,9 @@ class PartitionState:
         self.deleted: set[str] = set()  # table keys to tombstone at the next flush
         self.inhibitions: dict[tuple[str, str], bool] = {}  # (unit, service) -> service firing
         self.late: list[Entry] = []  # late entries waiting to be published to cx.late
+        # Alert records not yet published. Persisted with the control value (an outbox): a
+        # transition whose machine state was flushed is published even after a crash.
+        self.outbox: list[dict[str, Any]] = []
         self.newest_ingest_ms = 0
 
     # -- folding -----------------------------------------------------------------------
@@ -247,20 +252,25 @@ class PartitionState:
                 rolling.dirty,
             )
 
-    def evaluate_alerts(self, evaluator: AlertEvaluator) -> list[dict[str, Any]]:
-        """Alert records of the transitions at every slice boundary the watermark passed."""
+    def evaluate_alerts(self, evaluator: AlertEvaluator) -> None:
+        """Step the alert machines through every slice boundary the watermark passed; the
+        records of their transitions go to the outbox."""
         if self.watermark_ms is None:
-            return []
-        out: list[dict[str, Any]] = []
+            return
+        target = self.watermark_ms - self.watermark_ms % self.config.rolling_slice_ms
         for unit, state in self.units.items():
-            if state.rolling is None:
+            if state.rolling is None or state.rolling.boundary >= target:
                 continue
             slices = {start: w.accumulators for start, w in state.slices.items()}
             bases = self.bases_at(unit, self.watermark_ms + 1)
-            out += evaluator.advance(
+            self.outbox += evaluator.advance(
                 unit, state.rolling, slices, bases, self.watermark_ms, self.inhibitions
             )
-        return out
+
+    def take_outbox(self) -> list[dict[str, Any]]:
+        """The alert records to publish now (the next flush persists their removal)."""
+        records, self.outbox = self.outbox, []
+        return records
 
     def acknowledge(
         self, evaluator: AlertEvaluator, unit: str, index: int, by: str, now_ms: int
@@ -308,21 +318,18 @@ class PartitionState:
             return []
         removed: list[WindowKey] = []
         horizon = watermark - self.config.allowed_lateness_ms
-        oldest_slice = min(horizon, watermark - self.config.rolling_span_ms)
+        self.expire_slices()
         for key in list(self.windows):
             unit, kind, start = key
             if kind == "slice":
-                gone = start + self.config.rolling_slice_ms <= oldest_slice
-            else:
-                window = self.windows[key]
-                successor = (unit, kind, self.window_end(key))
-                gone = window.final and self.is_closed(successor) and not window.unsaved
-            if gone:
+                continue
+            window = self.windows[key]
+            successor = (unit, kind, self.window_end(key))
+            if window.final and self.is_closed(successor) and not window.unsaved:
                 del self.windows[key]
-                if kind == "slice":
-                    self.units[unit].slices.pop(start, None)
                 removed.append(key)
-                self.deleted.add(window_table_key(self.partition, key))
+                if window.persisted:
+                    self.deleted.add(window_table_key(self.partition, key))
         for unit, state in self.units.items():
             for chunk, (newest, ids) in list(state.chunks.items()):
                 if newest < horizon:
@@ -340,6 +347,26 @@ class PartitionState:
                 state.bases.prune(oldest_start[unit])
         return removed
 
+    def expire_slices(self) -> None:
+        """Drop the slices that left a unit's rolling window (the alert machines already
+        stepped past them). Run before every flush: during a catch-up most slices come and
+        go between two flushes and are never written at all."""
+        span = self.config.rolling_span_ms
+        slice_ms = self.config.rolling_slice_ms
+        watermark = self.watermark_ms
+        if watermark is None:
+            return
+        for unit, state in self.units.items():
+            if not state.slices:
+                continue
+            end = state.rolling.boundary if state.rolling is not None else watermark
+            oldest = min(end, watermark) - span
+            for start in [s for s in state.slices if s + slice_ms <= oldest]:
+                window = state.slices.pop(start)
+                del self.windows[(unit, "slice", start)]
+                if window.persisted:
+                    self.deleted.add(window_table_key(self.partition, (unit, "slice", start)))
+
     # -- persistence ------------------------------------------------------------------
 
     def flush(self) -> list[tuple[str, bytes | None]]:
@@ -350,6 +377,7 @@ class PartitionState:
             if window.unsaved:
                 writes.append((window_table_key(p, key), window.dump()))
                 window.unsaved = False
+                window.persisted = True
         for unit, state in self.units.items():
             if state.fresh:
                 chunk = state.next_chunk
@@ -384,6 +412,7 @@ class PartitionState:
                     u: {"g": s.guard, "c": s.next_chunk, "r": _dump_rolling(s.rolling)}
                     for u, s in self.units.items()
                 },
+                "o": self.outbox,
             }
         )
 
@@ -410,6 +439,7 @@ class PartitionState:
                 # sources count as active from the reload on
                 state.sources = {k: [v, now_ms] for k, v in control["s"].items()}
                 state.counts = Counts(*control["n"])
+                state.outbox = control.get("o", [])
                 for unit, data in control["u"].items():
                     state.units[unit] = UnitState(
                         guard=data["g"], next_chunk=data["c"], rolling=_load_rolling(data["r"])

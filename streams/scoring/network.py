@@ -3,6 +3,12 @@
 Units are scored in their own partitions (possibly on other workers); each publication of a
 unit window also sends a summary (the unit's rows) to a single-partition topic, which one
 agent folds here into the network record of that window.
+
+During a catch-up the units' partitions are at different event times, so a network window is
+final only when every unit known here has published a final window of that kind reaching
+past its end (`final_through`), not when the units seen in the window so far are final. A
+window goes once it and its successor are final and published; summaries for a window older
+than the ones already gone are ignored (only a unit never seen before can send one).
 """
 
 from __future__ import annotations
@@ -34,14 +40,32 @@ class NetworkState:
         self.plan = plan
         self.calendar = LocalCalendar(plan.catalog.timezone)
         self.windows: dict[WindowId, NetworkWindow] = {}
+        # per kind, per unit: the end of the latest final window it published
+        self.final_through: dict[str, dict[str, int]] = {"day": {}, "month": {}}
+        self.expired_through: dict[str, int] = {}  # per kind: newest start already gone
 
-    def add(self, summary: dict[str, Any]) -> None:
-        key = (summary["window"], summary["start"])
+    def add(self, summary: dict[str, Any]) -> bool:
+        """Fold a unit's summary in; False when its window is already gone (ignored)."""
+        kind, start, unit = summary["window"], summary["start"], summary["unit"]
+        if start <= self.expired_through.get(kind, -1):
+            return False
+        key = (kind, start)
         window = self.windows.get(key)
         if window is None:
             window = self.windows[key] = NetworkWindow(summary["window_start"])
-        window.units[summary["unit"]] = summary
+        window.units[unit] = summary
         window.changed = True
+        through = self.final_through[kind]
+        through.setdefault(unit, -1)
+        if summary["final"]:
+            end = self.calendar.window_end(_kind(kind), start)
+            if end > through[unit]:
+                through[unit] = end
+        return True
+
+    def _is_final(self, kind: str, start: int) -> bool:
+        end = self.calendar.window_end(_kind(kind), start)
+        return all(t >= end for t in self.final_through[kind].values())
 
     def publish(self, now_ms: int) -> tuple[list[Record], list[dict[str, Any]]]:
         """Network records of the windows whose unit scores changed since the last time, and
@@ -50,9 +74,9 @@ class NetworkState:
         views = []
         for key in sorted(self.windows):
             window = self.windows[key]
-            if not window.changed:
-                continue
             kind, start = key
+            if not window.changed and (window.final or not self._is_final(kind, start)):
+                continue
             row = network_row(self.plan, {u: s["score"] for u, s in window.units.items()})
             previous = self.windows.get((kind, self.calendar.previous_start(_kind(kind), start)))
             before: dict[RecordKey, float | None] | None = None
@@ -69,7 +93,7 @@ class NetworkState:
             )
             window.revision += 1
             window.changed = False
-            window.final = all(s["final"] for s in window.units.values())
+            window.final = self._is_final(kind, start)
             window.published_score = row["score"]
             row.update(
                 window_start_ms=start,
@@ -94,17 +118,29 @@ class NetworkState:
             )
         return out, views
 
-    def expire(self, keep_per_kind: int = 3) -> None:
-        """Keep the newest windows of each kind (the older ones are final and published)."""
-        for kind in ("day", "month"):
-            starts = sorted(s for k, s in self.windows if k == kind)
-            for start in starts[:-keep_per_kind]:
-                if self.windows[(kind, start)].final:
-                    del self.windows[(kind, start)]
+    def expire(self) -> list[str]:
+        """Forget windows published final whose successor is published final too (it gave
+        the successor's `delta_prev`); returns the summary keys to delete from the table."""
+        gone: list[str] = []
+        for kind, start in sorted(self.windows):
+            window = self.windows[(kind, start)]
+            successor = self.windows.get((kind, self.calendar.window_end(_kind(kind), start)))
+            published_final = window.final and not window.changed
+            if not published_final or successor is None or not successor.final:
+                continue
+            del self.windows[(kind, start)]
+            self.expired_through[kind] = max(self.expired_through.get(kind, -1), start)
+            gone.extend(summary_key(kind, start, unit) for unit in window.units)
+        return gone
 
 
 def _kind(kind: str) -> WindowKind:
     return "day" if kind == "day" else "month"
+
+
+def summary_key(kind: str, start: int, unit: str) -> str:
+    """The key of a unit's summary (on the topic and in the network table)."""
+    return f"{kind}|{start}|{unit}"
 
 
 def encode_summary(summary: dict[str, Any]) -> bytes:

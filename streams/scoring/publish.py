@@ -1,8 +1,10 @@
 """What a partition publishes: score records of changed or closing windows (no Kafka).
 
-A calendar window is published when its state changed since the last publication (at most
-once per emit interval: the caller coalesces), with `revision` + 1, and once more with
-`final: true` when the watermark passes its end plus the allowed lateness.
+A calendar window is re-scored when its state changed since the last publication (at most
+once per emit interval: the caller coalesces), with `revision` + 1; of its rows only those
+whose published fields changed go out (a month window's tree is ~300 rows, and most of them
+do not move between two emits). When the watermark passes the window's end plus the allowed
+lateness, every row goes out once more with `final: true`.
 """
 
 from __future__ import annotations
@@ -38,6 +40,16 @@ def record_topic_key(record: Record) -> bytes:
     return "/".join("-" if p is None else str(p) for p in parts).encode()
 
 
+# fields that say when and how often, not what: they alone never make a row worth re-sending
+VOLATILE = frozenset(("revision", "final", "published_at_ms", "newest_event_ingest_ms"))
+
+
+def _same(before: Record | None, row: Record) -> bool:
+    if before is None:
+        return False
+    return all(before[f] == v for f, v in row.items() if f not in VOLATILE)
+
+
 NetworkView = tuple[float | None, dict[MeanKey, float]]  # network score, means per key
 MeansLookup = Callable[[str, int], NetworkView | None]
 
@@ -51,6 +63,8 @@ class Publisher:
         self.plan = plan
         self.means = means
         self._scores: dict[tuple[int, WindowKey], dict[RecordKey, float | None]] = {}
+        # the last published row per record key, per (partition, window)
+        self._records: dict[tuple[int, WindowKey], dict[RecordKey, Record]] = {}
 
     def _rows(self, state: PartitionState, key: WindowKey, window: Window) -> list[Record]:
         unit, _, _ = key
@@ -98,18 +112,24 @@ class Publisher:
                 means=means,
                 network_score=network_score,
             )
-            window.revision += 1
             window.changed = False
+            published = self._records.setdefault((state.partition, key), {})
+            self._scores[(state.partition, key)] = {record_key(r): r["score"] for r in rows}
+            going = [r for r in rows if closed or not _same(published.get(record_key(r)), r)]
+            if not going:
+                continue
+            window.revision += 1
             window.final = closed
             window.unsaved = True
-            for row in rows:
+            newest_ingest_ms = window.newest_ingest_ms or None
+            for row in going:
                 row["window_start_ms"] = start
                 row["revision"] = window.revision
                 row["final"] = closed
                 row["published_at_ms"] = now_ms
-                row["newest_event_ingest_ms"] = window.newest_ingest_ms or None
-            self._scores[(state.partition, key)] = {record_key(r): r["score"] for r in rows}
-            out.records.extend(rows)
+                row["newest_event_ingest_ms"] = newest_ingest_ms
+                published[record_key(row)] = row
+            out.records.extend(going)
             out.summaries.append(
                 {
                     "unit": unit,
@@ -132,9 +152,16 @@ class Publisher:
         """The scores last published per (partition, window), for metrics."""
         return list(self._scores.items())
 
+    def latest_records(self) -> dict[tuple[int, WindowKey], dict[RecordKey, Record]]:
+        """The last published row per record key, per (partition, window): metrics, API."""
+        return self._records
+
     def forget(self, partition: int, key: WindowKey) -> None:
         self._scores.pop((partition, key), None)
+        self._records.pop((partition, key), None)
 
     def forget_partition(self, partition: int) -> None:
         for cached in [k for k in self._scores if k[0] == partition]:
             del self._scores[cached]
+        for cached in [k for k in self._records if k[0] == partition]:
+            del self._records[cached]

@@ -98,8 +98,9 @@ class ScoringService:
         acknowledge once the writes made by this call are confirmed (empty: no flush)."""
         runtime = self._runtime(partition, load)
         now = time.monotonic()
+        state = runtime.state
         if value:
-            runtime.state.apply(decode_envelope(value), _wall_ms())
+            state.apply(decode_envelope(value), _wall_ms())
             runtime.last_envelope = runtime.last_idle_advance = now
         runtime.tick_sent = False
         runtime.pending.append(event)
@@ -109,7 +110,11 @@ class ScoringService:
             and now - runtime.last_flush < self.flush_interval_s
         ):
             return []
-        for key, data in runtime.state.flush():
+        # Alerts first: the machines step past the slices that left the rolling window, so
+        # those slices are dropped before they are ever written (the catch-up case).
+        state.evaluate_alerts(self.evaluator)
+        state.expire_slices()
+        for key, data in state.flush():
             write(key, data)
         flushed = runtime.pending
         runtime.pending = []
@@ -145,13 +150,14 @@ class ScoringService:
             if now - runtime.last_envelope >= self.idle_advance_s:
                 state.advance_idle(int((now - runtime.last_idle_advance) * 1000))
                 runtime.last_idle_advance = now
+            state.evaluate_alerts(self.evaluator)
+            alerts = state.take_outbox()
+            messages.extend(self.outputs.alert_message(a) for a in alerts)
+            self.alerts_published += len(alerts)
             publication = self.publisher.publish(state, now_ms)
             messages.extend(self.outputs.score_message(r) for r in publication.records)
             messages.extend(self.outputs.summary_message(s) for s in publication.summaries)
             self.published_records += len(publication.records)
-            alerts = state.evaluate_alerts(self.evaluator)
-            messages.extend(self.outputs.alert_message(a) for a in alerts)
-            self.alerts_published += len(alerts)
             watermark = state.watermark_ms or 0
             messages.extend(self.outputs.late_message(e, watermark, lateness) for e in state.late)
             state.late.clear()

@@ -84,6 +84,23 @@ def assert_same_scores(stream: dict[Any, Any], batch: dict[Any, Any]) -> int:
     return compared
 
 
+def settled_scores(
+    bootstrap: str, topics: list[str], batch: dict[Any, Any], timeout_s: float = 60
+) -> tuple[int, dict[Any, Any]]:
+    """Wait until the latest records equal the batch (publication is coalesced and the
+    network level trails the units by a publication); (records compared, latest records).
+    At the timeout the last difference is raised."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        latest = stream_records(bootstrap, topics)
+        try:
+            return assert_same_scores(latest, batch), latest
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)
+
+
 def send(stream: Any, events: list[dict[str, Any]], wire: str = "mixed") -> int:
     async def go() -> int:
         async with EventProducer(stream.settings, stream.bootstrap, wire) as producer:
@@ -154,10 +171,8 @@ def test_stream_equals_batch_with_dead_letters_and_duplicates(stream_factory: An
     assert totals["scored"] + len(dead) + totals["late"] + totals["duplicates"] == sent + len(bad)
 
     stream.wait_for(lambda: stream.workers[0].stats()["published_records"] > 0, what="records")
-    time.sleep(2)  # the last coalesced publication
     topics = [stream.settings.topic("cemi.scores"), stream.settings.topic("cemi.kpi")]
-    latest = stream_records(stream.bootstrap, topics)
-    compared = assert_same_scores(latest, batch_records(events))
+    compared, latest = settled_scores(stream.bootstrap, topics, batch_records(events))
     assert compared > 3000
     # delta_network comes from the network view every worker follows (one publication behind)
     units = [r for r in latest.values() if r["level"] == "unit"]
@@ -245,7 +260,6 @@ def test_two_workers_give_the_same_final_scores_as_one(stream_factory: Any) -> N
         return len(partitions) == len(set(partitions)) and folded == sent
 
     stream.wait_for(settled, timeout=180, what="all events folded by two workers")
-    time.sleep(2)
     topics = [stream.settings.topic("cemi.scores"), stream.settings.topic("cemi.kpi")]
-    assert assert_same_scores(stream_records(stream.bootstrap, topics), batch_records(events))
+    assert settled_scores(stream.bootstrap, topics, batch_records(events))[0]
     assert all(w.stats() and w.stats()["partitions"] for w in stream.workers)  # type: ignore[index]

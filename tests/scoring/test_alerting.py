@@ -64,7 +64,9 @@ def fold_alerts(plan: ScoringPlan, events: list[dict[str, Any]], size: int) -> l
     alerts = []
     for i in range(0, len(rows), size):
         state.apply(decode_envelope(encode_envelope(rows[i : i + size])), 0)
-        alerts += state.evaluate_alerts(evaluator)
+        state.evaluate_alerts(evaluator)
+        state.expire_slices()  # as before every flush: slices past the rolling window go
+        alerts += state.take_outbox()
     return alerts
 
 
