@@ -35,8 +35,9 @@ from streams.core.records import LEVELS
 from streams.core.windows import CALENDAR_KINDS
 from streams.kafka_security import client_kwargs
 from streams.scoring.envelope import partition_for
+from streams.settings import SettingsError
 from streams.wire.codec import SINGLE_OBJECT_MAGIC, decode_record
-from streams.wire.registry import SchemaRegistry, decode_framed
+from streams.wire.registry import RegistryError, SchemaRegistry, decode_framed
 
 if TYPE_CHECKING:
     from streams.app import Runtime
@@ -52,6 +53,7 @@ ALERT_ID: Final = re.compile(ALERT_ID_PATTERN)
 BY_MAX_CHARS: Final = 64
 PROBE_INTERVAL_S: Final = 2.0
 PROBE_TIMEOUT_S: Final = 2.5
+REGISTER_WITHIN_S: Final = 30.0
 LEVEL_ORDER: Final = {level: i for i, level in enumerate(reversed(LEVELS))}  # top-down
 JSON: Final = "application/json"
 HEADERS: Final = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
@@ -524,12 +526,32 @@ def _view(name: str, get: Handler | None = None, post: Handler | None = None) ->
     return type(name, (View,), namespace)
 
 
+def use_registry(runtime: Runtime, url: str) -> None:
+    """Register the output schemas and frame the outputs (blocking, before the worker runs);
+    a registry not reached within REGISTER_WITHIN_S, or refusing a schema, refuses to start."""
+    deadline = time.monotonic() + REGISTER_WITHIN_S
+    delay = 0.5
+    while True:
+        try:
+            runtime.outputs.use_registry(SchemaRegistry(url))
+            return
+        except RegistryError as error:
+            refused = error.status is not None and 400 <= error.status < 500
+            if refused or time.monotonic() + delay > deadline:
+                raise SettingsError(
+                    [("CEMI_SCHEMA_REGISTRY_URL", f"cannot register the output schemas: {error}")]
+                ) from None
+            log.warning("schema registry not ready (%s); again in %.1f s", error, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
 def register_api(app: Any, runtime: Runtime) -> Api:
     """Add the API routes and the services behind them to a Faust app (and, with
     CEMI_SCHEMA_REGISTRY_URL, register the output schemas and frame the outputs)."""
     settings = runtime.settings
     if settings.schema_registry_url:
-        runtime.outputs.use_registry(SchemaRegistry(settings.schema_registry_url))
+        use_registry(runtime, settings.schema_registry_url)
     api = Api(app, runtime)
     app.cemi_api = api  # for tests
 

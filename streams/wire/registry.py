@@ -42,7 +42,12 @@ MAX_MISSING: Final = 4096
 
 
 class RegistryError(Exception):
-    """The registry could not be reached or answered with an error."""
+    """The registry could not be reached or answered with an error (`status`: its HTTP
+    status, None when it was not reached)."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class UnknownSchemaId(RegistryError):
@@ -112,8 +117,10 @@ class SchemaRegistry:
         except urllib.error.HTTPError as error:
             detail = error.read()[:300].decode(errors="replace")
             if error.code == 404:
-                raise UnknownSchemaId(f"{method} {path}: 404 {detail}") from None
-            raise RegistryError(f"{method} {path}: HTTP {error.code} {detail}") from None
+                raise UnknownSchemaId(f"{method} {path}: 404 {detail}", 404) from None
+            raise RegistryError(
+                f"{method} {path}: HTTP {error.code} {detail}", error.code
+            ) from None
         except (OSError, ValueError) as error:
             raise RegistryError(f"{method} {path}: {error}") from None
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import time
 import urllib.error
 import urllib.request
@@ -338,3 +340,23 @@ def test_a_worker_with_a_schema_registry(stream_factory: Any) -> None:
         stream.wait_for(answered, timeout=60, what="framed scores in the API")
     finally:
         fake.stop()
+
+
+def test_readyz_reports_a_broker_outage_and_the_recovery(
+    deployment: Any, broker: EmbeddedBroker
+) -> None:
+    """Last in the module: the broker is stopped (SIGSTOP) for a while and continued."""
+    worker = deployment.workers[0]
+    assert broker.process is not None
+    pid = broker.process.pid
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        deployment.wait_for(lambda: call(worker, "/readyz")[0] == 503, timeout=20, what="not ready")
+        status, body, _ = call(worker, "/readyz")
+        assert status == 503 and body["checks"]["broker"] is False
+        assert call(worker, "/healthz")[0] == 200  # alive all the same
+        # answers from memory meanwhile
+        assert call(worker, "/api/v1/scores?unit=HPG&level=unit")[0] == 200
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    deployment.wait_for(lambda: ready(worker), timeout=90, what="ready again")

@@ -35,6 +35,7 @@ class FakeRegistry:
         self.schemas: list[str] = []  # id - 1 -> schema text
         self.subjects: dict[str, list[int]] = {}
         self.requests: list[tuple[str, str]] = []
+        self.refused: set[str] = set()  # subjects whose registrations answer 409
         self.url = ""
         self._loop = asyncio.new_event_loop()
         self._runner: web.AppRunner | None = None
@@ -45,6 +46,8 @@ class FakeRegistry:
 
     async def register(self, request: web.Request) -> web.Response:
         self.requests.append(("POST", request.path))
+        if request.match_info["subject"] in self.refused:
+            return self._reply({"error_code": 409, "message": "incompatible schema"}, 409)
         body = await request.json()
         text = json.dumps(json.loads(body["schema"]), sort_keys=True)  # same schema, same id
         if text not in self.schemas:
@@ -249,3 +252,20 @@ def test_without_a_registry_nothing_changes() -> None:
 def test_registry_url_is_checked() -> None:
     with pytest.raises(ValueError):
         SchemaRegistry("file:///etc/passwd")
+
+
+def test_a_refused_registration_refuses_to_start_naming_the_setting(
+    fake_registry: FakeRegistry,
+) -> None:
+    from types import SimpleNamespace
+
+    from streams.api import use_registry
+    from streams.settings import SettingsError
+
+    topics = Topics(load_settings())
+    fake_registry.refused.add(f"{topics.output('scores')}-value")
+    runtime = SimpleNamespace(outputs=AvroOutputs(topics, SchemaStore()))
+    with pytest.raises(SettingsError) as raised:
+        use_registry(runtime, fake_registry.url)  # type: ignore[arg-type]
+    ((name, message),) = raised.value.problems
+    assert name == "CEMI_SCHEMA_REGISTRY_URL" and "409" in message
