@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -76,9 +77,13 @@ class Server:
         )
 
     def get(self, path: str, **params: str) -> Any:
+        """The JSON answer; an HTTP error raises AssertionError with the server's message."""
         query = f"?{urllib.parse.urlencode(params)}" if params else ""
-        with urllib.request.urlopen(f"{self.url}{path}{query}", timeout=5) as reply:
-            return json.loads(reply.read())
+        try:
+            with urllib.request.urlopen(f"{self.url}{path}{query}", timeout=5) as reply:
+                return json.loads(reply.read())
+        except urllib.error.HTTPError as error:
+            raise AssertionError(f"{path} {params}: {error.code} {error.read()!r}") from None
 
     def post(self, path: str, body: Any) -> Any:
         request = urllib.request.Request(

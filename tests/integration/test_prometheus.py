@@ -20,7 +20,13 @@ from streams.produce import EventProducer
 from streams.simulate.generator import Generator
 from streams.tail import latest_by_key
 from streams.topics import Topics
-from tests.deploy.promql import RULE_FILES, exported_name, worker_names_used
+from tests.deploy.promql import (
+    RULE_FILES,
+    dashboard_expressions,
+    exported_name,
+    worker_names_used,
+)
+from tests.deploy.test_grafana import grafana_free
 from tests.deploy.tools import Server, require
 
 pytestmark = pytest.mark.broker
@@ -187,6 +193,18 @@ def test_prometheus_scraping_a_worker_returns_its_unit_cemi_and_network_rule(
         [mean] = query(network)
         expected = sum(worker_scores.values()) / len(worker_scores)
         assert float(mean["value"][1]) == pytest.approx(expected, abs=1e-12)
+
+        # every dashboard query runs on this Prometheus; the unit drill-down has data for HPG
+        panels = {w: e for w, e in dashboard_expressions().items() if "label_values" not in e}
+        for expr in panels.values():
+            query(grafana_free(expr))  # asserts status success
+        drilldown = [e for w, e in panels.items() if w.startswith("cemi-unit-drilldown")]
+        # (no alert fires, and yesterday's window is not in the input: no delta_previous)
+        optional = ("alert", "delta_previous")
+        empty = [
+            e for e in drilldown if not any(o in e for o in optional) and not query(grafana_free(e))
+        ]
+        assert not empty, f"drill-down queries without data for HPG/mobile/day: {empty}"
 
         # and the worker's /metrics says what its scores topic says
         topic = Topics(live.stream.settings).output("scores")
