@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Final
 
+from prometheus_client import generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -295,6 +296,54 @@ class CemiCollector(Collector):
                         rule, service, touchpoint = evaluator.key_of(index)
                         active.add_metric([unit, service, touchpoint or "", rule], 1.0)
         yield active
+
+
+_FORMATTED_TYPES: Final = {"counter": "counter", "gauge": "gauge", "histogram": "histogram"}
+
+
+def _value(value: float) -> str:
+    return floatToGoString(value)  # type: ignore[no-untyped-call,no-any-return]
+
+
+def exposition(registry: CollectorRegistry) -> bytes:
+    """The Prometheus text format (0.0.4) of the registry: the same bytes as
+    `prometheus_client.generate_latest`, several times faster for the tens of thousands of
+    per-KPI samples a worker holding many units exports (generate_latest validates and
+    escapes every label name of every sample; the names here are fixed and valid).
+    Counter, gauge and histogram families only (the collector's); anything else goes
+    through generate_latest."""
+    families = list(registry.collect())
+    if any(m.type not in _FORMATTED_TYPES for m in families) or any(
+        s.timestamp is not None or s.exemplar is not None for m in families for s in m.samples
+    ):
+        return generate_latest(registry)
+    out: list[str] = []
+    escaped: dict[str, str] = {}
+    for metric in families:
+        name = f"{metric.name}_total" if metric.type == "counter" else metric.name
+        doc = metric.documentation.replace("\\", r"\\").replace("\n", r"\n")
+        out.append(f"# HELP {name} {doc}\n# TYPE {name} {metric.type}\n")
+        keys: tuple[str, ...] = ()
+        order: list[str] = []
+        for sample in metric.samples:
+            labels = sample.labels
+            if not labels:
+                out.append(f"{sample.name} {_value(sample.value)}\n")
+                continue
+            if tuple(labels) != keys:
+                keys = tuple(labels)
+                order = sorted(keys)
+            parts = []
+            for key in order:
+                text = labels[key]
+                quoted = escaped.get(text)
+                if quoted is None:
+                    quoted = escaped[text] = (
+                        text.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+                    )
+                parts.append(f'{key}="{quoted}"')
+            out.append(f"{sample.name}{{{','.join(parts)}}} {_value(sample.value)}\n")
+    return "".join(out).encode()
 
 
 def registry_for(collector: CemiCollector) -> CollectorRegistry:
