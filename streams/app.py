@@ -183,7 +183,7 @@ def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | N
         # confirmation and the acks are batched on a timer instead of awaited per message.
         async for event in stream.noack().events():
             if runtime.network is None:
-                runtime.network = NetworkState(plan)
+                runtime.network = NetworkState(plan, settings.allowed_lateness_ms)
                 for value in list(network_table.values()):
                     runtime.network.add(decode_summary(value))
             if runtime.network.add(decode_summary(event.value)):

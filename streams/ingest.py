@@ -31,7 +31,7 @@ from streams.core.events import (
 from streams.core.plan import ScoringPlan
 from streams.kafka_compat import leave_group_in_generation_zero
 from streams.kafka_security import client_kwargs
-from streams.scoring.envelope import encode_envelope, entry_for, partition_for
+from streams.scoring.envelope import encode_envelope, entry_for, partition_for, source_key
 from streams.settings import Settings
 from streams.topics import Topics
 from streams.wire.codec import EventDecoder, encode
@@ -140,7 +140,11 @@ class Ingest:
                     continue
                 released = aligner.release(caught_up.__contains__, batch)
                 if released:
-                    await self.process(released)
+                    # sources with records left after this batch (on the broker or here)
+                    left = Counter(lag)
+                    left.subtract((tp.topic, tp.partition) for tp, _ in released)
+                    behind = {source_key(*tp) for tp, n in left.items() if n > 0}
+                    await self.process(released, behind)
                     offsets: dict[TopicPartition, int] = {}
                     for tp, record in released:
                         offsets[tp] = record.offset + 1
@@ -160,7 +164,9 @@ class Ingest:
     def stop(self) -> None:
         self._stopping.set()
 
-    async def process(self, released: list[tuple[TopicPartition, Any]]) -> None:
+    async def process(
+        self, released: list[tuple[TopicPartition, Any]], behind: set[str] | None = None
+    ) -> None:
         """Records in merge order -> envelopes and dead letters, sent and acknowledged."""
         decode, validate, contributions = (
             self.decoder.decode,
@@ -208,7 +214,8 @@ class Ingest:
         for partition, entries in by_partition.items():
             for start in range(0, len(entries), MAX_ENVELOPE_ENTRIES):
                 chunk = entries[start : start + MAX_ENVELOPE_ENTRIES]
-                outgoing.append((envelopes, encode_envelope(chunk), None, partition))
+                lagging = sorted({e[1] for e in chunk} & behind) if behind else None
+                outgoing.append((envelopes, encode_envelope(chunk, lagging), None, partition))
             self.stats.enveloped += len(entries)
         # Sent in order (a partition's envelopes keep batch order), then awaited together:
         # the input offsets are committed only once all of them are acknowledged.

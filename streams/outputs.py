@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 
 from streams.scoring.envelope import Entry
-from streams.scoring.network import encode_summary, summary_key
+from streams.scoring.network import encode_summary, progress_key, summary_key
 from streams.scoring.publish import record_topic_key
 from streams.scoring.service import TICK, Message
 from streams.topics import Topics
@@ -91,6 +91,10 @@ class AvroOutputs:
     def summary_message(self, summary: dict[str, Any]) -> Message:
         key = summary_key(summary["window"], summary["start"], summary["unit"]).encode()
         return self.topics.unit_scores, encode_summary(summary), key, 0
+
+    def progress_message(self, partition: int, watermark_ms: int) -> Message:
+        value = encode_summary({"progress": partition, "watermark": watermark_ms})
+        return self.topics.unit_scores, value, progress_key(partition).encode(), 0
 
     def tick_message(self, partition: int) -> Message:
         return self.topics.envelopes, TICK, None, partition

@@ -5,10 +5,12 @@ The ingest stage decodes and validates events and computes their contributions (
 work); the scoring agent folds envelopes into state (stateful work). Envelopes turn hundreds
 of events into one Kafka message, so Faust's per-message cost is paid per batch.
 
-Wire form (orjson): `{"u": unit, "e": [entry, ...]}` with each entry
+Wire form (orjson): `{"e": [entry, ...], "b": [source, ...]}` with each entry
 `[source, offset, event_id, event_time, ingest_ms, type, service, payload]` where `source` is
 `"topic#partition"` and `payload` is the flat contributions `[kpi, a, b, kpi, a, b, ...]` or,
-for `subscriber_base`, the active subscriber count.
+for `subscriber_base`, the active subscriber count; `b` lists the sources of these entries
+that still had records on the broker when the batch was taken (a backlog: see the fold's
+watermark).
 """
 
 from __future__ import annotations
@@ -68,9 +70,15 @@ def partition_for(unit: str, partitions: int) -> int:
     return zlib.crc32(unit.encode()) % partitions
 
 
-def encode_envelope(entries: list[list[Any]]) -> bytes:
-    return orjson.dumps({"e": entries})
+def encode_envelope(entries: list[list[Any]], behind: list[str] | None = None) -> bytes:
+    return orjson.dumps({"e": entries, "b": behind or []})
+
+
+def read_envelope(value: bytes) -> tuple[list[Entry], list[str]]:
+    """(entries, sources behind)."""
+    data = orjson.loads(value)
+    return [Entry(*entry) for entry in data["e"]], data.get("b", [])
 
 
 def decode_envelope(value: bytes) -> list[Entry]:
-    return [Entry(*entry) for entry in orjson.loads(value)["e"]]
+    return read_envelope(value)[0]

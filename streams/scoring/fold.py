@@ -18,8 +18,11 @@ The watermark of a partition is the minimum, over the input partitions (sources)
 that were active in the last `source_idle_ms` of wall-clock time, of the newest event time
 each has delivered; it never goes back. Several ingests (one per worker) and topics of very
 different volume feed one partition at their own pace, so the newest event seen would let a
-fast source declare a slow one's events late. An event older than the watermark minus the
-allowed lateness is late.
+fast source declare a slow one's events late. A source whose last envelope said it still had
+a backlog on the broker stays in the minimum for `behind_source_idle_ms` instead: a
+rebalance or a crashed worker silences it for longer than the idle time, and the other
+sources' event time must not run ahead of its unread records. An event older than the
+watermark minus the allowed lateness is late.
 
 Window kinds: `day` and `month` (local calendar, published) and `slice` (UTC-aligned slices of
 the rolling window, for alerts and live panels).
@@ -51,6 +54,7 @@ class FoldConfig:
     rolling_span_ms: int
     rolling_slice_ms: int
     source_idle_ms: int = 10_000
+    behind_source_idle_ms: int = 180_000
 
 
 @dataclass
@@ -122,7 +126,7 @@ class PartitionState:
         self.config = config
         self.calendar = LocalCalendar(config.timezone)
         self.watermark_ms: int | None = None
-        # source -> [newest event time, wall-clock ms when it last delivered]
+        # source -> [newest event time, wall-clock ms when it last delivered, 1 if behind]
         self.sources: dict[str, list[int]] = {}
         self.counts = Counts()
         self.units: dict[str, UnitState] = {}
@@ -143,13 +147,19 @@ class PartitionState:
         if not self.sources:
             return
         active_since = now_ms - self.config.source_idle_ms
-        newest = [t for t, seen in self.sources.values() if seen >= active_since]
-        candidate = min(newest) if newest else max(t for t, _ in self.sources.values())
+        behind_since = now_ms - self.config.behind_source_idle_ms
+        newest = [
+            t
+            for t, seen, behind in self.sources.values()
+            if seen >= (behind_since if behind else active_since)
+        ]
+        candidate = min(newest) if newest else max(t for t, _, _ in self.sources.values())
         if self.watermark_ms is None or candidate > self.watermark_ms:
             self.watermark_ms = candidate
 
-    def apply(self, entries: Iterable[Entry], now_ms: int) -> None:
-        """Fold one envelope's entries; the watermark moves between envelopes."""
+    def apply(self, entries: Iterable[Entry], now_ms: int, behind: Iterable[str] = ()) -> None:
+        """Fold one envelope's entries; the watermark moves between envelopes. `behind`:
+        the sources that still had a backlog when the envelope was made."""
         self.refresh_watermark(now_ms)
         lateness = self.config.allowed_lateness_ms
         units = self.units
@@ -165,7 +175,7 @@ class PartitionState:
                 continue
             seen_from = sources.get(source)
             if seen_from is None:
-                sources[source] = [entry.event_time, now_ms]
+                sources[source] = [entry.event_time, now_ms, 0]
             else:
                 if entry.event_time > seen_from[0]:
                     seen_from[0] = entry.event_time
@@ -187,6 +197,10 @@ class PartitionState:
             if entry.ingest_ms > self.newest_ingest_ms:
                 self.newest_ingest_ms = entry.ingest_ms
             self._fold(unit, state, entry)
+        lagging = set(behind)
+        for source, seen_from in sources.items():
+            if seen_from[1] == now_ms:  # delivered in this envelope
+                seen_from[2] = 1 if source in lagging else 0
         self.refresh_watermark(now_ms)
 
     def _fold(self, unit: str, state: UnitState, entry: Entry) -> None:
@@ -401,7 +415,9 @@ class PartitionState:
         return orjson.dumps(
             {
                 "w": self.watermark_ms,
-                "s": {source: newest for source, (newest, _) in self.sources.items()},
+                "s": {
+                    source: [newest, behind] for source, (newest, _, behind) in self.sources.items()
+                },
                 "n": [
                     self.counts.scored,
                     self.counts.duplicates,
@@ -437,7 +453,10 @@ class PartitionState:
                 control = _decoded(value)
                 state.watermark_ms = control["w"]
                 # sources count as active from the reload on
-                state.sources = {k: [v, now_ms] for k, v in control["s"].items()}
+                state.sources = {
+                    k: [v[0], now_ms, v[1]] if isinstance(v, list) else [v, now_ms, 0]
+                    for k, v in control["s"].items()
+                }
                 state.counts = Counts(*control["n"])
                 state.outbox = control.get("o", [])
                 for unit, data in control["u"].items():

@@ -4,11 +4,14 @@ Units are scored in their own partitions (possibly on other workers); each publi
 unit window also sends a summary (the unit's rows) to a single-partition topic, which one
 agent folds here into the network record of that window.
 
-During a catch-up the units' partitions are at different event times, so a network window is
-final only when every unit known here has published a final window of that kind reaching
-past its end (`final_through`), not when the units seen in the window so far are final. A
-window goes once it and its successor are final and published; summaries for a window older
-than the ones already gone are ignored (only a unit never seen before can send one).
+During a catch-up the partitions are at different event times, and a unit's summaries may
+not have arrived yet, so the units seen in a window say nothing about its completeness.
+Each partition therefore also sends its watermark (a progress message, after its summaries
+on the same single-partition topic, so in order): a network window is final once every
+envelope partition that has units passed its end plus the allowed lateness. A window goes
+once it and its successor are final and published. (A partition with no unit yet reports
+nothing; if its first unit then brings data of a window already gone, that data is not in
+the network level: the ingest's merge makes that a unit silent for longer than the window.)
 """
 
 from __future__ import annotations
@@ -36,36 +39,39 @@ class NetworkWindow:
 
 
 class NetworkState:
-    def __init__(self, plan: ScoringPlan) -> None:
+    def __init__(self, plan: ScoringPlan, allowed_lateness_ms: int) -> None:
         self.plan = plan
         self.calendar = LocalCalendar(plan.catalog.timezone)
+        self.allowed_lateness_ms = allowed_lateness_ms
         self.windows: dict[WindowId, NetworkWindow] = {}
-        # per kind, per unit: the end of the latest final window it published
-        self.final_through: dict[str, dict[str, int]] = {"day": {}, "month": {}}
+        self.progress: dict[int, int] = {}  # envelope partition -> its watermark
         self.expired_through: dict[str, int] = {}  # per kind: newest start already gone
 
-    def add(self, summary: dict[str, Any]) -> bool:
-        """Fold a unit's summary in; False when its window is already gone (ignored)."""
-        kind, start, unit = summary["window"], summary["start"], summary["unit"]
+    def add(self, message: dict[str, Any]) -> bool:
+        """Fold in a unit's summary or a partition's progress; False when it changes
+        nothing (a summary of a window already gone, an older watermark)."""
+        if "progress" in message:
+            partition, watermark = message["progress"], message["watermark"]
+            if watermark <= self.progress.get(partition, -1):
+                return False
+            self.progress[partition] = watermark
+            return True
+        kind, start, unit = message["window"], message["start"], message["unit"]
         if start <= self.expired_through.get(kind, -1):
             return False
         key = (kind, start)
         window = self.windows.get(key)
         if window is None:
-            window = self.windows[key] = NetworkWindow(summary["window_start"])
-        window.units[unit] = summary
+            window = self.windows[key] = NetworkWindow(message["window_start"])
+        window.units[unit] = message
         window.changed = True
-        through = self.final_through[kind]
-        through.setdefault(unit, -1)
-        if summary["final"]:
-            end = self.calendar.window_end(_kind(kind), start)
-            if end > through[unit]:
-                through[unit] = end
         return True
 
     def _is_final(self, kind: str, start: int) -> bool:
-        end = self.calendar.window_end(_kind(kind), start)
-        return all(t >= end for t in self.final_through[kind].values())
+        if not self.progress:
+            return False
+        closed_at = self.calendar.window_end(_kind(kind), start) + self.allowed_lateness_ms
+        return all(w >= closed_at for w in self.progress.values())
 
     def publish(self, now_ms: int) -> tuple[list[Record], list[dict[str, Any]]]:
         """Network records of the windows whose unit scores changed since the last time, and
@@ -136,6 +142,10 @@ class NetworkState:
 
 def _kind(kind: str) -> WindowKind:
     return "day" if kind == "day" else "month"
+
+
+def progress_key(partition: int) -> str:
+    return f"progress|{partition}"
 
 
 def summary_key(kind: str, start: int, unit: str) -> str:

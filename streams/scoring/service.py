@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from streams.core.plan import ScoringPlan
 from streams.scoring.alerting import AlertEvaluator
-from streams.scoring.envelope import Entry, decode_envelope
+from streams.scoring.envelope import Entry, read_envelope
 from streams.scoring.fold import Counts, FoldConfig, PartitionState
 from streams.scoring.publish import MeansLookup, Publisher, record_topic_key
 
@@ -40,6 +40,8 @@ class Outputs(Protocol):
 
     def summary_message(self, summary: dict[str, Any]) -> Message: ...
 
+    def progress_message(self, partition: int, watermark_ms: int) -> Message: ...
+
     def alert_message(self, alert: dict[str, Any]) -> Message: ...
 
 
@@ -58,6 +60,7 @@ class PartitionRuntime:
     last_envelope: float = field(default_factory=time.monotonic)
     last_idle_advance: float = field(default_factory=time.monotonic)
     tick_sent: bool = False
+    progress_sent: int | None = None  # the watermark last sent to the network level
 
 
 class ScoringService:
@@ -100,7 +103,8 @@ class ScoringService:
         now = time.monotonic()
         state = runtime.state
         if value:
-            state.apply(decode_envelope(value), _wall_ms())
+            entries, behind = read_envelope(value)
+            state.apply(entries, _wall_ms(), behind)
             runtime.last_envelope = runtime.last_idle_advance = now
         runtime.tick_sent = False
         runtime.pending.append(event)
@@ -158,6 +162,11 @@ class ScoringService:
             messages.extend(self.outputs.score_message(r) for r in publication.records)
             messages.extend(self.outputs.summary_message(s) for s in publication.summaries)
             self.published_records += len(publication.records)
+            if state.watermark_ms is not None and state.watermark_ms != runtime.progress_sent:
+                # after this partition's summaries: the network level may close a window
+                # once every partition's watermark passed it
+                messages.append(self.outputs.progress_message(partition, state.watermark_ms))
+                runtime.progress_sent = state.watermark_ms
             watermark = state.watermark_ms or 0
             messages.extend(self.outputs.late_message(e, watermark, lateness) for e in state.late)
             state.late.clear()

@@ -263,3 +263,30 @@ def test_two_workers_give_the_same_final_scores_as_one(stream_factory: Any) -> N
     topics = [stream.settings.topic("cemi.scores"), stream.settings.topic("cemi.kpi")]
     assert settled_scores(stream.bootstrap, topics, batch_records(events))[0]
     assert all(w.stats() and w.stats()["partitions"] for w in stream.workers)  # type: ignore[index]
+
+
+def test_a_second_worker_joining_during_a_backlog_makes_nothing_late(
+    stream_factory: Any,
+) -> None:
+    """Events already waiting (a replay), one worker folding them, a second one joining: the
+    rebalance silences input partitions for longer than the idle time, and the sources that
+    still had a backlog must keep holding the watermark, so nothing becomes late."""
+    events = generated(24_000, seed=35)
+    stream = stream_factory(partitions="8", allowed_lateness_ms=LATENESS)
+    sent = send(stream, events)
+    stream.worker()
+    stream.wait_for(
+        lambda: stream.totals()["scored"] > 2_000, timeout=120, what="the first worker folding"
+    )
+    stream.worker()
+
+    def settled() -> bool:
+        owned = [w.stats() or {} for w in stream.workers]
+        partitions = [p for stats in owned for p in stats.get("partitions", [])]
+        folded = sum(stream.totals()[k] for k in ("scored", "duplicates", "late"))
+        return len(partitions) == len(set(partitions)) and folded == sent
+
+    stream.wait_for(settled, timeout=240, what="all events folded by two workers")
+    assert stream.totals()["late"] == 0
+    topics = [stream.settings.topic("cemi.scores"), stream.settings.topic("cemi.kpi")]
+    assert settled_scores(stream.bootstrap, topics, batch_records(events))[0]

@@ -96,6 +96,35 @@ def test_the_watermark_waits_for_the_slowest_active_source(small_plan: ScoringPl
     assert state.watermark_ms == local_ms("2026-11-05 12:00")
 
 
+def test_a_silent_source_with_a_backlog_holds_the_watermark_past_the_idle_time(
+    small_plan: ScoringPlan,
+) -> None:
+    """A rebalance silences a source for longer than the idle time; while its last envelope
+    said it had records left on the broker it still holds the watermark (else the other
+    sources would run ahead and its unread events would arrive late)."""
+    install = {"kind": "install", "status": "completed"}
+    state = PartitionState(0, CONFIG)
+    slow = [
+        e._replace(source="slow", offset=0)
+        for e in entries(small_plan, [event("install", "2026-11-05 09:00", **install)], sources=1)
+    ]
+    state.apply(slow, NOW, behind=["slow"])
+    later = NOW + CONFIG.source_idle_ms + 1
+    state.apply(
+        entries(small_plan, [event("install", "2026-11-05 12:00", **install)], sources=1), later
+    )
+    assert state.watermark_ms == local_ms("2026-11-05 09:00")  # still held by the backlog
+    state.apply(slow[:0], NOW + CONFIG.behind_source_idle_ms + 1)  # silent far too long
+    assert state.watermark_ms == local_ms("2026-11-05 12:00")
+
+    caught_up = PartitionState(0, CONFIG)  # the same without a backlog: released at idle
+    caught_up.apply(slow, NOW)
+    caught_up.apply(
+        entries(small_plan, [event("install", "2026-11-05 12:00", **install)], sources=1), later
+    )
+    assert caught_up.watermark_ms == local_ms("2026-11-05 12:00")
+
+
 def test_flushed_state_loads_back_equal(small_plan: ScoringPlan) -> None:
     install = {"kind": "install", "status": "completed", "on_time": False, "delay_hours": 2.5}
     items = entries(

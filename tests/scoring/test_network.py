@@ -1,0 +1,67 @@
+"""The network level: final only once every partition's watermark passed the window, whatever
+order the units' summaries arrive in (pure: no broker)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from streams.core.plan import ScoringPlan
+from streams.core.windows import LocalCalendar
+from streams.scoring.network import NetworkState
+from tests.factories import local_ms
+
+LATENESS = 600_000
+DAY = 86_400_000
+
+
+def summary(unit: str, start: int, score: float, final: bool) -> dict[str, Any]:
+    return {
+        "unit": unit,
+        "window": "day",
+        "start": start,
+        "window_start": LocalCalendar("Asia/Ho_Chi_Minh").isoformat(start),
+        "final": final,
+        "score": score,
+        "rows": [],
+    }
+
+
+def progress(partition: int, watermark: int) -> dict[str, Any]:
+    return {"progress": partition, "watermark": watermark}
+
+
+def test_a_window_is_final_only_when_every_reporting_partition_passed_it(
+    small_plan: ScoringPlan,
+) -> None:
+    network = NetworkState(small_plan, LATENESS)
+    day = local_ms("2026-11-05 00:00")
+    closed = day + DAY + LATENESS
+    network.add(progress(1, day))  # partition 1 is still inside the day
+    network.add(summary("A", day, 4.0, final=True))
+    network.add(progress(0, closed))  # partition 0 (unit A) closed the day
+    (record,), _ = network.publish(0)
+    assert record["score"] == 4.0 and record["final"] is False
+    network.add(summary("B", day, 2.0, final=True))  # unit B, on partition 1, arrives later
+    network.add(progress(1, closed))
+    (record,), _ = network.publish(0)
+    assert record["final"] is True and record["revision"] == 2
+    assert record["score"] == 3.0  # both units (equal weights)
+    assert network.publish(0) == ([], [])  # nothing changed: nothing published
+
+
+def test_final_windows_go_once_their_successor_is_final_and_late_summaries_are_ignored(
+    small_plan: ScoringPlan,
+) -> None:
+    network = NetworkState(small_plan, LATENESS)
+    day = local_ms("2026-11-05 00:00")
+    network.add(summary("A", day, 4.0, final=True))
+    network.add(summary("A", day + DAY, 3.0, final=True))
+    network.add(progress(0, day + DAY))  # first day closed, not the second
+    network.publish(0)
+    assert network.expire() == []
+    network.add(progress(0, day + 2 * DAY + LATENESS))
+    (_, second), _ = network.publish(0)
+    assert second["final"] is True and second["delta_prev"] == -1.0
+    assert network.expire() == [f"day|{day}|A"]
+    assert network.add(summary("B", day, 1.0, final=True)) is False
+    assert ("day", day) not in network.windows
