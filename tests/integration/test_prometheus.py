@@ -110,9 +110,15 @@ def live(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> It
             scores = live.unit_scores(families)
             same = len(scores) == len(UNITS) and scores == previous[0]
             previous[0] = scores
-            return same and bool(samples(families, "cemi_score", window="rolling"))
+            rolling = samples(families, "cemi_score", window="rolling")
+            state[0] = f"unit scores {scores}, {len(rolling)} rolling scores"
+            return same and bool(rolling)
 
-        stream.wait_for(settled, timeout=90, what="settled unit scores on /metrics")
+        state = [""]
+        try:
+            stream.wait_for(settled, timeout=150, what="settled unit scores on /metrics")
+        except AssertionError as error:
+            raise AssertionError(f"last seen: {state[0]}\n{error}") from None
         yield live
     finally:
         stream.close()
