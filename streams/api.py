@@ -203,6 +203,15 @@ SCORE_PARAMS: Final = {
 }
 
 
+def _integer(low: int, high: int) -> Callable[[str], bool]:
+    return lambda value: value.isdecimal() and len(value) <= 10 and low <= int(value) <= high
+
+
+DEFAULT_LIMIT: Final = 5_000
+MAX_LIMIT: Final = 50_000
+PAGE_PARAMS: Final = {"limit": _integer(1, MAX_LIMIT), "offset": _integer(0, 10**9)}
+
+
 class Api:
     """The routes' logic; one per worker process."""
 
@@ -256,11 +265,22 @@ class Api:
 
     async def scores(self, request: Any) -> web.Response:
         self.authorize(request, write=False)
-        where = _query(request, SCORE_PARAMS)
+        where = _query(request, {**SCORE_PARAMS, **PAGE_PARAMS})
+        limit = int(where.pop("limit", DEFAULT_LIMIT))
+        offset = int(where.pop("offset", 0))
         selected = sorted(self.view.select(where), key=lambda item: _sort_key(item[0]))
-        records = [await self._record(latest) for _, latest in selected]
-        records = [r for r in records if r is not None]
-        return answer({"count": len(records), "scores": records})
+        # sorted by key, decoded only for the page asked for
+        page = [await self._record(latest) for _, latest in selected[offset : offset + limit]]
+        records = [r for r in page if r is not None]
+        return answer(
+            {
+                "count": len(records),
+                "total": len(selected),
+                "offset": offset,
+                "limit": limit,
+                "scores": records,
+            }
+        )
 
     async def unit(self, request: Any, unit: str) -> web.Response:
         self.authorize(request, write=False)
@@ -694,6 +714,21 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                             "touchpoint id",
                         ),
                         _param("window", window, "window kind"),
+                        _param(
+                            "limit",
+                            {
+                                "type": "integer",
+                                "minimum": 1,
+                                "maximum": MAX_LIMIT,
+                                "default": DEFAULT_LIMIT,
+                            },
+                            "records per page (ordered by window, unit, then top-down)",
+                        ),
+                        _param(
+                            "offset",
+                            {"type": "integer", "minimum": 0, "maximum": 10**9, "default": 0},
+                            "records to skip",
+                        ),
                     ],
                     "responses": {
                         "200": {
@@ -702,9 +737,12 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                                 JSON: {
                                     "schema": {
                                         "type": "object",
-                                        "required": ["count", "scores"],
+                                        "required": ["count", "total", "scores"],
                                         "properties": {
                                             "count": {"type": "integer"},
+                                            "total": {"type": "integer"},
+                                            "offset": {"type": "integer"},
+                                            "limit": {"type": "integer"},
                                             "scores": {
                                                 "type": "array",
                                                 "items": {"$ref": "#/components/schemas/Score"},
