@@ -20,7 +20,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
@@ -54,6 +54,7 @@ BY_MAX_CHARS: Final = 64
 PROBE_INTERVAL_S: Final = 2.0
 PROBE_TIMEOUT_S: Final = 2.5
 REGISTER_WITHIN_S: Final = 30.0
+YIELD_EVERY: Final = 10_000  # records looked at between yields to the event loop
 LEVEL_ORDER: Final = {level: i for i, level in enumerate(reversed(LEVELS))}  # top-down
 JSON: Final = "application/json"
 HEADERS: Final = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
@@ -62,10 +63,14 @@ HEADERS: Final = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosnif
 # The view of the output topics
 
 
+KeyParts = tuple[str, str, str, str, str, str, str]  # level, unit, service, tp, kpi, window, start
+
+
 @dataclass
 class Latest:
-    """The latest value of one key: its bytes, decoded on first use."""
+    """The latest value of one key: its key's parts, its bytes, decoded on first use."""
 
+    parts: KeyParts
     raw: bytes
     record: dict[str, Any] | None = None
 
@@ -74,9 +79,12 @@ class Latest:
 class Window:
     start: str  # window_start as published (ISO, local offset): one format, ordered as text
     records: dict[bytes, Latest] = field(default_factory=dict)
+    _order: list[Latest] | None = None  # records in answer order, until a key is added
 
-
-KeyParts = tuple[str, str, str, str, str, str, str]  # level, unit, service, tp, kpi, window, start
+    def ordered(self) -> list[Latest]:
+        if self._order is None:
+            self._order = sorted(self.records.values(), key=lambda latest: _order(latest.parts))
+        return self._order
 
 
 def key_parts(key: bytes | None) -> KeyParts | None:
@@ -92,8 +100,10 @@ def key_parts(key: bytes | None) -> KeyParts | None:
     return parts[0], parts[1], parts[2], parts[3], parts[4], parts[5], parts[6]
 
 
-def _field(part: str) -> str | None:
-    return None if part == "-" else part
+def _order(parts: KeyParts) -> tuple[str, str, str, int]:
+    """Within a unit's window: top-down (unit, then each service, its touchpoints, KPIs)."""
+    level, _, service, touchpoint, kpi, _, _ = parts
+    return service, touchpoint, kpi, LEVEL_ORDER.get(level, 9)
 
 
 class OutputView:
@@ -116,30 +126,34 @@ class OutputView:
             window = self.windows[slot] = Window(start)
         elif start < window.start:
             return  # an older window: only the newest is kept
-        window.records[key] = Latest(value)
+        latest = window.records.get(key)
+        if latest is not None:
+            latest.raw, latest.record = value, None
+        else:
+            window.records[key] = Latest(parts, value)
+            window._order = None
 
     def add_alert(self, record: dict[str, Any]) -> None:
         alert_id = record.get("alert_id")
         if isinstance(alert_id, str):
             self.alerts[alert_id] = record
 
-    def select(self, where: dict[str, str]) -> Iterable[tuple[KeyParts, Latest]]:
-        """Kept records whose key matches `where` (level, unit, service, touchpoint, window)."""
-        positions = {"level": 0, "unit": 1, "service": 2, "touchpoint": 3, "window": 5}
-        wanted = [(positions[name], value) for name, value in where.items()]
+    def select(self, where: dict[str, str]) -> Iterator[Latest]:
+        """Kept records whose key matches `where` (level, unit, service, touchpoint, window),
+        in answer order: by window kind, unit (the network first), then top-down."""
+        level, service, touchpoint = (where.get(k) for k in ("level", "service", "touchpoint"))
         unit, window = where.get("unit"), where.get("window")
-        for (kind, slot_unit), kept in list(self.windows.items()):
+        for (kind, slot_unit), kept in sorted(self.windows.items()):
             if (unit is not None and slot_unit != unit) or (window is not None and kind != window):
                 continue
-            for key, latest in list(kept.records.items()):
-                parts = key_parts(key)
-                if parts is not None and all(parts[i] == v for i, v in wanted):
-                    yield parts, latest
-
-
-def _sort_key(parts: KeyParts) -> tuple[Any, ...]:
-    level, unit, service, touchpoint, kpi, window, start = parts
-    return (window, unit, service, touchpoint, kpi, LEVEL_ORDER.get(level, 9), start)
+            for latest in kept.ordered():
+                parts = latest.parts
+                if (
+                    (level is None or parts[0] == level)
+                    and (service is None or parts[2] == service)
+                    and (touchpoint is None or parts[3] == touchpoint)
+                ):
+                    yield latest
 
 
 async def decode_any(runtime: Runtime, value: bytes) -> dict[str, Any]:
@@ -208,7 +222,7 @@ def _integer(low: int, high: int) -> Callable[[str], bool]:
 
 
 DEFAULT_LIMIT: Final = 5_000
-MAX_LIMIT: Final = 50_000
+MAX_LIMIT: Final = 20_000
 PAGE_PARAMS: Final = {"limit": _integer(1, MAX_LIMIT), "offset": _integer(0, 10**9)}
 
 
@@ -268,14 +282,19 @@ class Api:
         where = _query(request, {**SCORE_PARAMS, **PAGE_PARAMS})
         limit = int(where.pop("limit", DEFAULT_LIMIT))
         offset = int(where.pop("offset", 0))
-        selected = sorted(self.view.select(where), key=lambda item: _sort_key(item[0]))
-        # sorted by key, decoded only for the page asked for
-        page = [await self._record(latest) for _, latest in selected[offset : offset + limit]]
-        records = [r for r in page if r is not None]
+        total = 0
+        page: list[Latest] = []
+        for latest in self.view.select(where):
+            if offset <= total < offset + limit:
+                page.append(latest)
+            total += 1
+            if not total % YIELD_EVERY:
+                await asyncio.sleep(0)  # a large view must not hold the stream up
+        records = [r for r in await self._records(page) if r is not None]
         return answer(
             {
                 "count": len(records),
-                "total": len(selected),
+                "total": total,
                 "offset": offset,
                 "limit": limit,
                 "scores": records,
@@ -288,15 +307,14 @@ class Api:
             raise BadRequest(400, f"invalid unit: {unit[:64]!r} (expected {UNIT_PATTERN.pattern})")
         where = _query(request, {"window": SCORE_PARAMS["window"]})
         where["unit"] = unit
-        selected = sorted(self.view.select(where), key=lambda item: _sort_key(item[0]))
+        selected = list(self.view.select(where))
         if not selected:
             raise BadRequest(404, f"no scores for unit {unit}")
         windows: dict[str, Any] = {}
-        for parts, latest in selected:
-            record = await self._record(latest)
+        for latest, record in zip(selected, await self._records(selected), strict=True):
             if record is None:
                 continue
-            level, kind = parts[0], parts[5]
+            level, kind = latest.parts[0], latest.parts[5]
             tree = windows.setdefault(kind, {"window": kind, "services": {}})
             node = _node(record)
             if level == "unit":
@@ -424,15 +442,20 @@ class Api:
 
     # -- following the outputs -------------------------------------------------------------
 
-    async def _record(self, latest: Latest) -> dict[str, Any] | None:
-        if latest.record is None:
-            try:
-                latest.record = await decode_any(self.runtime, latest.raw)
-            except (InvalidEvent, ValueError, EOFError, IndexError) as error:
-                self.view.undecodable += 1
-                log.debug("undecodable output record: %r", error)
-                return None
-        return latest.record
+    async def _records(self, kept: list[Latest]) -> list[dict[str, Any] | None]:
+        """The decoded records (None: undecodable), yielding to the loop now and then."""
+        records: list[dict[str, Any] | None] = []
+        for i, latest in enumerate(kept, 1):
+            if latest.record is None:
+                try:
+                    latest.record = await decode_any(self.runtime, latest.raw)
+                except (InvalidEvent, ValueError, EOFError, IndexError) as error:
+                    self.view.undecodable += 1
+                    log.debug("undecodable output record: %r", error)
+            records.append(latest.record)
+            if not i % (YIELD_EVERY // 20):
+                await asyncio.sleep(0)
+        return records
 
     async def follow(self) -> None:
         topics = self.runtime.topics

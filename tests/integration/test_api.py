@@ -461,5 +461,5 @@ async def test_only_the_newest_window_per_unit_is_kept_and_pages() -> None:
     ]
     status, body = await ask(api, "scores", "/api/v1/scores?limit=2&offset=1")
     assert [r["unit"] for r in body["scores"]] == ["HNI", "HPG"] and body["total"] == 4
-    for bad in ("limit=0", "limit=50001", "offset=-1", "limit=x"):
+    for bad in ("limit=0", "limit=20001", "offset=-1", "limit=x"):
         assert (await ask(api, "scores", f"/api/v1/scores?{bad}"))[0] == 400, bad
