@@ -87,7 +87,7 @@ def live(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> It
         # the last ten minutes, live: current day and rolling windows
         events = list(
             Generator(units=UNITS, start_ms=now - 10 * 60_000, span_ms=9 * 60_000, seed=11).events(
-                1500
+                3000
             )
         )
 
@@ -102,17 +102,23 @@ def live(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> It
         )
         live = Live(stream)
         previous: list[dict[str, float]] = [{}]
+        previous_rolling: list[dict[str, float]] = [{}]
 
         def settled() -> bool:
-            # every unit scored, the same scores on two scrapes a second apart, and the
-            # rolling window evaluated
+            # every unit scored, the same scores on two scrapes half a second apart, and the
+            # rolling window evaluated (a touchpoint score per unit, no longer moving)
             families = live.metrics()
             scores = live.unit_scores(families)
             same = len(scores) == len(UNITS) and scores == previous[0]
             previous[0] = scores
-            rolling = samples(families, "cemi_score", window="rolling")
-            state[0] = f"unit scores {scores}, {len(rolling)} rolling scores"
-            return same and bool(rolling)
+            rolling = {
+                s.labels["unit"]: s.value
+                for s in samples(families, "cemi_score", level="touchpoint", window="rolling")
+            }
+            same = same and len(rolling) == len(UNITS) and rolling == previous_rolling[0]
+            previous_rolling[0] = rolling
+            state[0] = f"unit scores {scores}, rolling touchpoint scores of {sorted(rolling)}"
+            return same
 
         state = [""]
         try:
@@ -164,9 +170,17 @@ def test_prometheus_scraping_a_worker_returns_its_unit_cemi_and_network_rule(
     live: Live, tmp_path: Path
 ) -> None:
     require("prometheus")
+    # the repository's rules, evaluated every second here (their groups set 15 s / 30 s)
+    rule_files = []
+    for path in RULE_FILES:
+        rules = yaml.safe_load(path.read_text())
+        for group in rules["groups"]:
+            group["interval"] = "1s"
+        rule_files.append(tmp_path / path.name)
+        rule_files[-1].write_text(yaml.safe_dump(rules))
     config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "rule_files": [str(p) for p in RULE_FILES],
+        "rule_files": [str(p) for p in rule_files],
         "scrape_configs": [
             {
                 "job_name": "cemi-worker",
@@ -199,6 +213,23 @@ def test_prometheus_scraping_a_worker_returns_its_unit_cemi_and_network_rule(
         [mean] = query(network)
         expected = sum(worker_scores.values()) / len(worker_scores)
         assert float(mean["value"][1]) == pytest.approx(expected, abs=1e-12)
+
+        # every rule evaluates without error on the worker's real series
+        def rules() -> list[dict[str, Any]]:
+            groups = prometheus.get("/api/v1/rules")["data"]["groups"]
+            return [r for g in groups for r in g["rules"]]
+
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and any(r["health"] == "unknown" for r in rules()):
+            time.sleep(0.5)
+        evaluated = rules()
+        assert len(evaluated) == sum(
+            len(g["rules"]) for f in RULE_FILES for g in yaml.safe_load(f.read_text())["groups"]
+        )
+        broken = [(r["name"], r.get("lastError")) for r in evaluated if r["health"] != "ok"]
+        assert not broken, broken
+        classes = query('window_class:cemi_units:count{window="day"}')
+        assert sum(float(c["value"][1]) for c in classes) == len(UNITS)
 
         # every dashboard query runs on this Prometheus; the unit drill-down has data for HPG
         panels = {w: e for w, e in dashboard_expressions().items() if "label_values" not in e}
