@@ -218,8 +218,28 @@ def test_health_readiness_and_no_faust_table_pages(deployment: Any) -> None:
     assert status == 200 and body["ready"] and all(body["checks"].values())
     for path in ("/table/state/", "/table/state/x/", "/router/", "/graph/", "/stats/"):
         assert call(worker, path)[0] == 404, path
-    # the web server is on loopback by default
+    # the web server listens on loopback only by default
     assert worker.env.get("CEMI_WEB_HOST") is None
+    assert listening_addresses(worker.port) == {"127.0.0.1"}
+
+
+def listening_addresses(port: int) -> set[str]:
+    """The IPv4/IPv6 addresses a TCP port listens on here (from /proc/net/tcp*)."""
+    import ipaddress
+
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as lines:
+            for line in list(lines)[1:]:
+                local, state = line.split()[1], line.split()[3]
+                address, _, hex_port = local.partition(":")
+                if state != "0A" or int(hex_port, 16) != port:  # 0A: LISTEN
+                    continue
+                raw = bytes.fromhex(address)
+                # the kernel prints each 32-bit word in host (little-endian) order
+                words = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+                found.add(str(ipaddress.ip_address(words)))
+    return found
 
 
 def test_openapi_document_matches_the_implementation(deployment: Any) -> None:
