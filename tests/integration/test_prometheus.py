@@ -5,6 +5,7 @@ Prometheus' HTTP API is the worker's."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -164,6 +165,19 @@ def test_worker_exports_kpi_coverage_latency_and_consumer_lag_after_scoring(live
     assert all(s.value == 0 for s in lag), "everything sent was consumed"
     version = samples(families, "cemi_catalog_info")
     assert len(version) == 1 and version[0].labels["version"]
+
+
+def test_worker_metrics_follow_prometheus_naming_per_promtool_check_metrics(live: Live) -> None:
+    promtool = require("promtool")
+    with urllib.request.urlopen(f"http://127.0.0.1:{live.worker.port}/metrics", timeout=5) as r:
+        text = r.read()
+    checked = subprocess.run(
+        [promtool, "check", "metrics"], input=text, capture_output=True, timeout=60
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    # and the lint does catch a bad name
+    bad = b"# HELP cemi_lag_ms lag\n# TYPE cemi_lag_ms gauge\ncemi_lag_ms 1\n"
+    assert subprocess.run([promtool, "check", "metrics"], input=bad, timeout=60).returncode != 0
 
 
 def test_prometheus_scraping_a_worker_returns_its_unit_cemi_and_network_rule(
