@@ -11,6 +11,8 @@ registry: the outputs then carry schemas whose header is the Confluent one).
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterable
 from io import BytesIO
 from typing import Any, Final
 
@@ -95,6 +97,24 @@ class EventDecoder:
             raise InvalidEvent("malformed_avro", "the Avro body is not a record")
         record["type"] = etype
         return record
+
+    async def prefetch(self, values: Iterable[bytes | None]) -> None:
+        """Fetch, off the event loop, the writer schemas of the Confluent-framed values whose
+        id was not seen yet, so that `decode` of those values does not wait on the registry
+        (a batch consumer awaits this before decoding the batch). Nothing without a registry.
+        """
+        registry = self.registry
+        if registry is None:
+            return
+        wanted = {
+            int.from_bytes(value[1:5], "big")
+            for value in values
+            if value and value[0] == 0 and len(value) >= confluent.HEADER_LEN
+        }
+        for schema_id in wanted - self._by_id.keys():
+            # a failure is reported by `decode`, for each record, from the caches
+            with contextlib.suppress(confluent.RegistryError):
+                await registry.writer_async(schema_id)
 
     def _decode_framed(self, value: bytes) -> dict[str, Any]:
         schema_id = confluent.schema_id_of(value)

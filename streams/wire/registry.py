@@ -39,6 +39,8 @@ MISSING_TTL_S: Final = 60.0  # how long an id the registry did not know stays un
 LOOKUP_BUDGET: Final = 20  # registry fetches allowed to the synchronous path ...
 LOOKUP_PERIOD_S: Final = 10.0  # ... per this many seconds
 MAX_MISSING: Final = 4096
+LOOKUP_TIMEOUT_S: Final = 1.0  # a lookup of an id, on the decoder's path
+BREAKER_S: Final = 10.0  # after the registry failed to answer, lookups fail at once this long
 
 
 class RegistryError(Exception):
@@ -99,11 +101,14 @@ class SchemaRegistry:
         self._missing: dict[int, float] = {}
         self._budget_start = 0.0
         self._budget_used = 0
+        self._down_until = 0.0
         self._lock = threading.Lock()
 
     # -- HTTP -----------------------------------------------------------------------------
 
-    def _request(self, method: str, path: str, body: Any = None) -> Any:
+    def _request(
+        self, method: str, path: str, body: Any = None, timeout_s: float | None = None
+    ) -> Any:
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(  # noqa: S310 - the URL's scheme is checked above
             self.url + path,
@@ -112,7 +117,8 @@ class SchemaRegistry:
             headers={"Content-Type": CONTENT_TYPE, "Accept": CONTENT_TYPE},
         )
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout_s) as reply:  # noqa: S310
+            timeout = timeout_s or self.timeout_s
+            with urllib.request.urlopen(request, timeout=timeout) as reply:  # noqa: S310
                 return json.loads(reply.read())
         except urllib.error.HTTPError as error:
             detail = error.read()[:300].decode(errors="replace")
@@ -154,7 +160,7 @@ class SchemaRegistry:
         return self._by_id.get(schema_id)
 
     def _fetch(self, schema_id: int) -> RegisteredSchema:
-        answer = self._request("GET", f"/schemas/ids/{schema_id}")
+        answer = self._request("GET", f"/schemas/ids/{schema_id}", timeout_s=LOOKUP_TIMEOUT_S)
         if not isinstance(answer, dict) or not isinstance(answer.get("schema"), str):
             raise RegistryError(f"schema id {schema_id}: unexpected answer {str(answer)[:200]}")
         if answer.get("schemaType", "AVRO") != "AVRO":
@@ -170,12 +176,18 @@ class SchemaRegistry:
         return found
 
     def writer(self, schema_id: int) -> RegisteredSchema:
-        """The schema of an id: cached, else fetched (blocking, bounded by the budget)."""
+        """The schema of an id: cached, else fetched (blocking for at most LOOKUP_TIMEOUT_S,
+        bounded by the lookup budget, not at all while the registry is known to be down)."""
         found = self._by_id.get(schema_id)
         if found is not None:
             return found
         now = time.monotonic()
         with self._lock:
+            if now < self._down_until:
+                raise RegistryError(
+                    f"the registry {self.url} did not answer; not asked again for "
+                    f"{self._down_until - now:.0f} s"
+                )
             missed = self._missing.get(schema_id)
             if missed is not None and now - missed < MISSING_TTL_S:
                 raise UnknownSchemaId(f"schema id {schema_id} is not in the registry")
@@ -194,6 +206,10 @@ class SchemaRegistry:
                 if len(self._missing) >= MAX_MISSING:
                     self._missing.clear()
                 self._missing[schema_id] = now
+            raise
+        except RegistryError as error:
+            if error.status is None or error.status >= 500:  # not reached, or failing
+                self._down_until = time.monotonic() + BREAKER_S
             raise
 
     async def writer_async(self, schema_id: int) -> RegisteredSchema:

@@ -269,3 +269,44 @@ def test_a_refused_registration_refuses_to_start_naming_the_setting(
         use_registry(runtime, fake_registry.url)  # type: ignore[arg-type]
     ((name, message),) = raised.value.problems
     assert name == "CEMI_SCHEMA_REGISTRY_URL" and "409" in message
+
+
+def test_prefetch_fetches_off_the_loop_so_decode_never_waits(fake_registry: FakeRegistry) -> None:
+    store = SchemaStore()
+    confluent.attach_registry(store, SchemaRegistry(fake_registry.url))
+    decoder = EventDecoder(store)
+    order = event("order", kind="new", status="completed")
+    schema_id = fake_registry.add("cx.touchpoint.orders-value", event_schema("order"))
+    values = [framed(schema_id, event_schema("order"), order), orjson.dumps(order), None, b""]
+    values.append(confluent.confluent_header(777) + b"\x00")
+
+    asyncio.run(decoder.prefetch(values))
+    asked = list(fake_registry.requests)
+    assert sorted(asked) == [("GET", f"/schemas/ids/{schema_id}"), ("GET", "/schemas/ids/777")]
+    assert decoder.decode(values[0])["event_id"] == order["event_id"]
+    with pytest.raises(InvalidEvent, match="777"):
+        decoder.decode(values[-1])
+    assert fake_registry.requests == asked  # decode found everything in the caches
+    asyncio.run(EventDecoder(SchemaStore()).prefetch(values))  # no registry: nothing
+
+
+def test_a_registry_that_does_not_answer_is_not_asked_again_for_a_while(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    registry = SchemaRegistry("http://127.0.0.1:9")
+    calls: list[str] = []
+
+    def down(method: str, path: str, body: Any = None, timeout_s: float | None = None) -> Any:
+        calls.append(path)
+        raise confluent.RegistryError("timed out")
+
+    monkeypatch.setattr(registry, "_request", down)
+    with pytest.raises(confluent.RegistryError, match="timed out"):
+        registry.writer(1)
+    with pytest.raises(confluent.RegistryError, match="not asked again"):
+        registry.writer(2)
+    assert calls == ["/schemas/ids/1"]
+    monkeypatch.setattr(confluent.time, "monotonic", lambda: 1e12)  # long after
+    with pytest.raises(confluent.RegistryError, match="timed out"):
+        registry.writer(2)
+    assert calls == ["/schemas/ids/1", "/schemas/ids/2"]
