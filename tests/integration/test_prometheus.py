@@ -257,6 +257,15 @@ def test_prometheus_scraping_a_worker_returns_its_unit_cemi_and_network_rule(
         ]
         assert not empty, f"drill-down queries without data for HPG/mobile/day: {empty}"
 
+        # the worker's HTTP API (fed from the scores topic) says the same
+        def api_score() -> Any:
+            reply = live.worker.get("/api/v1/scores?level=unit&unit=HPG&window=day")
+            return [r["score"] for r in reply["scores"]]
+
+        live.stream.wait_for(
+            lambda: api_score() == [worker_scores["HPG"]], timeout=30, what="the API's score"
+        )
+
         # and the worker's /metrics says what its scores topic says
         topic = Topics(live.stream.settings).output("scores")
         latest = asyncio.run(latest_by_key(live.stream.bootstrap, topic, idle_exit_s=2))
