@@ -9,7 +9,6 @@ import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -180,11 +179,31 @@ def test_worker_metrics_follow_prometheus_naming_per_promtool_check_metrics(live
     assert subprocess.run([promtool, "check", "metrics"], input=bad, timeout=60).returncode != 0
 
 
-def test_prometheus_scraping_a_worker_returns_its_unit_cemi_and_network_rule(
-    live: Live, tmp_path: Path
-) -> None:
+class Prometheus:
+    """A real Prometheus scraping the live worker every second, with the repository's rules
+    (their groups re-timed to evaluate every second)."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        reply = self.server.get("/api/v1/query", query=expr)
+        assert reply["status"] == "success", reply
+        return reply["data"]["result"]  # type: ignore[no-any-return]
+
+    def rules(self) -> list[dict[str, Any]]:
+        groups = self.server.get("/api/v1/rules")["data"]["groups"]
+        return [r for g in groups for r in g["rules"]]
+
+
+HPG_DAY = 'cemi_score{job="cemi-worker",level="unit",unit="HPG",window="day"}'
+NETWORK_DAY = 'window:cemi_network_score:avg{window="day"}'
+
+
+@pytest.fixture(scope="module")
+def prometheus(live: Live, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
     require("prometheus")
-    # the repository's rules, evaluated every second here (their groups set 15 s / 30 s)
+    tmp_path = tmp_path_factory.mktemp("prometheus-server")
     rule_files = []
     for path in RULE_FILES:
         rules = yaml.safe_load(path.read_text())
@@ -203,77 +222,84 @@ def test_prometheus_scraping_a_worker_returns_its_unit_cemi_and_network_rule(
         ],
     }
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
-    prometheus = Server.prometheus(tmp_path / "prometheus.yml", tmp_path / "data")
+    server = Server.prometheus(tmp_path / "prometheus.yml", tmp_path / "data")
     try:
-        prometheus.wait_ready()
-
-        def query(expr: str) -> list[dict[str, Any]]:
-            reply = prometheus.get("/api/v1/query", query=expr)
-            assert reply["status"] == "success", reply
-            return reply["data"]["result"]  # type: ignore[no-any-return]
-
-        hpg = 'cemi_score{job="cemi-worker",level="unit",unit="HPG",window="day"}'
-        network = 'window:cemi_network_score:avg{window="day"}'
+        server.wait_ready()
+        prometheus = Prometheus(server)
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not (query(hpg) and query(network)):
+        while time.monotonic() < deadline and not (
+            prometheus.query(HPG_DAY)
+            and prometheus.query(NETWORK_DAY)
+            and all(r["health"] != "unknown" for r in prometheus.rules())
+        ):
             time.sleep(0.5)
-        assert query('up{job="cemi-worker"}')[0]["value"][1] == "1"
         time.sleep(1.5)  # one more scrape and rule evaluation of the settled scores
-
-        worker_scores = live.unit_scores()
-        [result] = query(hpg)
-        assert float(result["value"][1]) == worker_scores["HPG"]
-        # the recording rule: the network CEMI is the mean of the unit CEMIs
-        [mean] = query(network)
-        expected = sum(worker_scores.values()) / len(worker_scores)
-        assert float(mean["value"][1]) == pytest.approx(expected, abs=1e-12)
-
-        # every rule evaluates without error on the worker's real series
-        def rules() -> list[dict[str, Any]]:
-            groups = prometheus.get("/api/v1/rules")["data"]["groups"]
-            return [r for g in groups for r in g["rules"]]
-
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and any(r["health"] == "unknown" for r in rules()):
-            time.sleep(0.5)
-        evaluated = rules()
-        assert len(evaluated) == sum(
-            len(g["rules"]) for f in RULE_FILES for g in yaml.safe_load(f.read_text())["groups"]
-        )
-        broken = [(r["name"], r.get("lastError")) for r in evaluated if r["health"] != "ok"]
-        assert not broken, broken
-        classes = query('window_class:cemi_units:count{window="day"}')
-        assert sum(float(c["value"][1]) for c in classes) == len(UNITS)
-
-        # every dashboard query runs on this Prometheus; the unit drill-down has data for HPG
-        panels = {w: e for w, e in dashboard_expressions().items() if "label_values" not in e}
-        for expr in panels.values():
-            query(grafana_free(expr))  # asserts status success
-        drilldown = [e for w, e in panels.items() if w.startswith("cemi-unit-drilldown")]
-        # (no alert fires, and yesterday's window is not in the input: no delta_previous)
-        optional = ("alert", "delta_previous")
-        empty = [
-            e for e in drilldown if not any(o in e for o in optional) and not query(grafana_free(e))
-        ]
-        assert not empty, f"drill-down queries without data for HPG/mobile/day: {empty}"
-
-        # the worker's HTTP API (fed from the scores topic) says the same
-        def api_score() -> Any:
-            reply = live.worker.get("/api/v1/scores?level=unit&unit=HPG&window=day")
-            return [r["score"] for r in reply["scores"]]
-
-        live.stream.wait_for(
-            lambda: api_score() == [worker_scores["HPG"]], timeout=30, what="the API's score"
-        )
-
-        # and the worker's /metrics says what its scores topic says
-        topic = Topics(live.stream.settings).output("scores")
-        latest = asyncio.run(latest_by_key(live.stream.bootstrap, topic, idle_exit_s=2))
-        [record] = [
-            r
-            for r in latest.values()
-            if (r["level"], r["unit"], r["window"]) == ("unit", "HPG", "day")
-        ]
-        assert record["score"] == worker_scores["HPG"]
+        yield prometheus
     finally:
-        prometheus.stop()
+        server.stop()
+
+
+def test_unit_cemi_through_a_real_prometheus_equals_the_workers_metrics_api_and_topic(
+    live: Live, prometheus: Prometheus
+) -> None:
+    assert prometheus.query('up{job="cemi-worker"}')[0]["value"][1] == "1"
+    worker_scores = live.unit_scores()
+    [result] = prometheus.query(HPG_DAY)
+    assert float(result["value"][1]) == worker_scores["HPG"]
+
+    # the worker's HTTP API (fed from the scores topic) says the same
+    def api_score() -> Any:
+        reply = live.worker.get("/api/v1/scores?level=unit&unit=HPG&window=day")
+        return [r["score"] for r in reply["scores"]]
+
+    live.stream.wait_for(
+        lambda: api_score() == [worker_scores["HPG"]], timeout=30, what="the API's score"
+    )
+    # and so does the scores topic
+    topic = Topics(live.stream.settings).output("scores")
+    latest = asyncio.run(latest_by_key(live.stream.bootstrap, topic, idle_exit_s=2))
+    [record] = [
+        r for r in latest.values() if (r["level"], r["unit"], r["window"]) == ("unit", "HPG", "day")
+    ]
+    assert record["score"] == worker_scores["HPG"]
+
+
+def test_network_recording_rule_is_the_mean_of_the_unit_cemis_and_classes_add_up(
+    live: Live, prometheus: Prometheus
+) -> None:
+    worker_scores = live.unit_scores()
+    [mean] = prometheus.query(NETWORK_DAY)
+    expected = sum(worker_scores.values()) / len(worker_scores)
+    assert float(mean["value"][1]) == pytest.approx(expected, abs=1e-12)
+    classes = prometheus.query('window_class:cemi_units:count{window="day"}')
+    assert sum(float(c["value"][1]) for c in classes) == len(UNITS)
+
+
+def test_every_repository_rule_evaluates_without_error_on_a_workers_series(
+    prometheus: Prometheus,
+) -> None:
+    evaluated = prometheus.rules()
+    assert len(evaluated) == sum(
+        len(g["rules"]) for f in RULE_FILES for g in yaml.safe_load(f.read_text())["groups"]
+    )
+    broken = [
+        (r["name"], r["health"], r.get("lastError")) for r in evaluated if r["health"] != "ok"
+    ]
+    assert not broken, broken
+
+
+def test_every_dashboard_query_runs_and_the_unit_drilldown_has_data(
+    prometheus: Prometheus,
+) -> None:
+    panels = {w: e for w, e in dashboard_expressions().items() if "label_values" not in e}
+    for expr in panels.values():
+        prometheus.query(grafana_free(expr))  # asserts status success
+    drilldown = [e for w, e in panels.items() if w.startswith("cemi-unit-drilldown")]
+    # (no alert fires, and yesterday's window is not in the input: no delta_previous)
+    optional = ("alert", "delta_previous")
+    empty = [
+        e
+        for e in drilldown
+        if not any(o in e for o in optional) and not prometheus.query(grafana_free(e))
+    ]
+    assert not empty, f"drill-down queries without data for HPG/mobile/day: {empty}"
