@@ -46,6 +46,7 @@ class Outputs(Protocol):
 
 
 TICK = b""  # an empty envelope: lets the agent flush an idle partition
+BACKLOG_FLUSH_FACTOR = 5
 
 
 def _wall_ms() -> int:
@@ -60,6 +61,7 @@ class PartitionRuntime:
     last_envelope: float = field(default_factory=time.monotonic)
     last_idle_advance: float = field(default_factory=time.monotonic)
     tick_sent: bool = False
+    backlog: bool = False  # the last envelope said its sources had more on the broker
     progress_sent: int | None = None  # the watermark last sent to the network level
 
 
@@ -106,12 +108,17 @@ class ScoringService:
             entries, behind = read_envelope(value)
             state.apply(entries, _wall_ms(), behind)
             runtime.last_envelope = runtime.last_idle_advance = now
+            runtime.backlog = bool(behind)
         runtime.tick_sent = False
         runtime.pending.append(event)
+        # Catching up on a backlog, flushes are spaced out: each writes up to a rolling
+        # window of slices per unit whatever the event time it covers, and a crash only
+        # replays a few more seconds of envelopes.
+        interval = self.flush_interval_s * (BACKLOG_FLUSH_FACTOR if runtime.backlog else 1)
         if (
             value
             and len(runtime.pending) < self.flush_max_pending
-            and now - runtime.last_flush < self.flush_interval_s
+            and now - runtime.last_flush < interval
         ):
             return []
         # Alerts first: the machines step past the slices that left the rolling window, so
