@@ -410,11 +410,16 @@ class Api:
 
     def ready_checks(self) -> dict[str, bool]:
         app = self.app
+        # Faust: `completed` is set once the first recovery is done (and never cleared);
+        # later rebalances show as `rebalancing`, a recovery asked for but not yet started as
+        # `signal_recovery_start`, one under way as `in_recovery`.
         recovery = getattr(getattr(app, "tables", None), "recovery", None)
         completed = getattr(recovery, "completed", None)
+        pending = getattr(recovery, "signal_recovery_start", None)
         recovered = (
             completed is not None
             and completed.is_set()
+            and not (pending is not None and pending.is_set())
             and not getattr(app, "rebalancing", False)
             and not getattr(app, "in_recovery", False)
         )

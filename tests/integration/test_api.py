@@ -85,7 +85,11 @@ def deployment(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory)
             timeout=240,
             what="all events folded",
         )
-        stream.wait_for(lambda: ready(first) and ready(second), what="both workers ready")
+        try:
+            stream.wait_for(lambda: ready(first) and ready(second), what="both workers ready")
+        except AssertionError as error:
+            states = [call(w, "/readyz")[1] for w in (first, second)]
+            raise AssertionError(f"readiness: {states}\n{error}") from None
         time.sleep(3)  # let the last coalesced publication land
         yield stream
     finally:
