@@ -273,3 +273,33 @@ def frame_outputs(store: SchemaStore, registry: SchemaRegistry, records: dict[st
         stored = store.current_record(short_name)
         store.current[stored.name] = registry.register_stored(topic, stored)
     attach_registry(store, registry)
+
+
+def decode_output(store: SchemaStore, value: bytes) -> tuple[str, dict[str, Any]]:
+    """Any output record, single-object or Confluent-framed: (record name, record). For
+    command-line readers (`cemi tail`): a framed record's schema is fetched blocking."""
+    from streams.wire.codec import decode_record  # codec imports this module
+
+    schema_id = schema_id_of(value)
+    registry = registry_of(store)
+    if schema_id is None or registry is None:
+        return decode_record(store, value)
+    try:
+        writer = registry.writer(schema_id)
+    except RegistryError as error:
+        raise InvalidEvent("unknown_schema", str(error)) from None
+    stream = BytesIO(value)
+    stream.seek(HEADER_LEN)
+    record = schemaless_reader(stream, writer.parsed, reader_for(store, writer))
+    if type(record) is not dict:
+        raise InvalidEvent("malformed_avro", "the Avro body is not a record")
+    return writer.name, record
+
+
+def output_store(registry_url: str | None) -> SchemaStore:
+    """A schema store for readers of the output topics, with the registry attached when
+    `CEMI_SCHEMA_REGISTRY_URL` is set (then `decode_output` reads framed records too)."""
+    store = SchemaStore()
+    if registry_url:
+        attach_registry(store, SchemaRegistry(registry_url))
+    return store

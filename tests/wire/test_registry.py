@@ -310,3 +310,42 @@ def test_a_registry_that_does_not_answer_is_not_asked_again_for_a_while(
     with pytest.raises(confluent.RegistryError, match="timed out"):
         registry.writer(2)
     assert calls == ["/schemas/ids/1", "/schemas/ids/2"]
+
+
+def test_command_line_readers_decode_both_formats(fake_registry: FakeRegistry) -> None:
+    from streams.wire.registry import decode_output, output_store
+
+    store = SchemaStore()
+    alert_schema = store.current_record("Alert")
+    raw = json.loads(alert_schema.path.read_text())
+    schema_id = fake_registry.add("cx.cemi.alerts-value", raw)
+    alert = {
+        "alert_id": "abc",
+        "rule": "touchpoint",
+        "state": "firing",
+        "unit": "HPG",
+        "service": "mobile",
+        "touchpoint": "install",
+        "score": 2.5,
+        "threshold": 3.0,
+        "class": "average",
+        "window": "rolling",
+        "window_start_ms": 0,
+        "window_end_ms": 1,
+        "sample": 30,
+        "started_at_ms": 1,
+        "resolved_at_ms": None,
+        "acknowledged_by": None,
+        "inhibited": False,
+        "catalog_version": "t",
+        "top_kpis": [],
+        "excluded_kpis": [],
+        "published_at_ms": 2,
+    }
+    single = encode(alert_schema, alert)
+    reader = output_store(fake_registry.url)
+    assert decode_output(reader, framed(schema_id, raw, alert)) == ("cemi.v1.Alert", alert)
+    assert decode_output(reader, single) == ("cemi.v1.Alert", alert)
+    assert decode_output(output_store(None), single)[1] == alert
+    with pytest.raises(InvalidEvent):
+        decode_output(output_store(None), framed(schema_id, raw, alert))
