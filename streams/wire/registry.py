@@ -242,6 +242,17 @@ def reader_for(store: SchemaStore, writer: RegisteredSchema) -> Any:
     return current.parsed
 
 
+def _read_framed(
+    store: SchemaStore, writer: RegisteredSchema, value: bytes
+) -> tuple[str, dict[str, Any]]:
+    stream = BytesIO(value)
+    stream.seek(HEADER_LEN)
+    record = schemaless_reader(stream, writer.parsed, reader_for(store, writer))
+    if type(record) is not dict:
+        raise InvalidEvent("malformed_avro", "the Avro body is not a record")
+    return writer.name, record
+
+
 async def decode_framed(store: SchemaStore, value: bytes) -> tuple[str, dict[str, Any]]:
     """A Confluent-framed record of any schema (outputs included): (record name, record).
 
@@ -256,12 +267,7 @@ async def decode_framed(store: SchemaStore, value: bytes) -> tuple[str, dict[str
         writer = await registry.writer_async(schema_id)
     except RegistryError as error:
         raise InvalidEvent("unknown_schema", str(error)) from None
-    stream = BytesIO(value)
-    stream.seek(HEADER_LEN)
-    record = schemaless_reader(stream, writer.parsed, reader_for(store, writer))
-    if type(record) is not dict:
-        raise InvalidEvent("malformed_avro", "the Avro body is not a record")
-    return writer.name, record
+    return _read_framed(store, writer, value)
 
 
 def frame_outputs(store: SchemaStore, registry: SchemaRegistry, records: dict[str, str]) -> None:
@@ -288,12 +294,7 @@ def decode_output(store: SchemaStore, value: bytes) -> tuple[str, dict[str, Any]
         writer = registry.writer(schema_id)
     except RegistryError as error:
         raise InvalidEvent("unknown_schema", str(error)) from None
-    stream = BytesIO(value)
-    stream.seek(HEADER_LEN)
-    record = schemaless_reader(stream, writer.parsed, reader_for(store, writer))
-    if type(record) is not dict:
-        raise InvalidEvent("malformed_avro", "the Avro body is not a record")
-    return writer.name, record
+    return _read_framed(store, writer, value)
 
 
 def output_store(registry_url: str | None) -> SchemaStore:
