@@ -19,7 +19,7 @@ import faust
 import orjson
 from aiokafka import AIOKafkaProducer
 from mode import Service
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from streams.api import register_api
 from streams.core.catalog import load_catalog
@@ -27,7 +27,7 @@ from streams.core.plan import ScoringPlan
 from streams.ingest import Ingest
 from streams.kafka_compat import SCHEME, register_transport
 from streams.kafka_security import client_kwargs, faust_credentials
-from streams.metrics import CemiCollector, registry_for
+from streams.metrics import CemiCollector, exposition, registry_for
 from streams.outputs import AvroOutputs
 from streams.scoring.fold import FoldConfig
 from streams.scoring.network import NetworkState, decode_summary
@@ -300,7 +300,7 @@ def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | N
     async def metrics(web: Any, request: Any) -> Any:
         # the exposition format's content type, without the charset aiohttp adds itself
         content_type = CONTENT_TYPE_LATEST.split(";")[0] + "; version=0.0.4"
-        return web.text(generate_latest(registry).decode(), content_type=content_type)
+        return web.text(exposition(registry).decode(), content_type=content_type)
 
     @app.page("/api/v1/stats")
     async def stats(web: Any, request: Any) -> Any:

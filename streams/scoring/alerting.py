@@ -72,6 +72,8 @@ class AlertEvaluator:
         """Step every boundary up to the watermark; return alert records of transitions."""
         out: list[dict[str, Any]] = []
         target = watermark_ms - watermark_ms % self.slice_ms
+        # machines change only in _evaluate: whether one is pending is known between calls
+        pending = any(m.state == "pending" for m in rolling.machines.values())
         while rolling.boundary < target:
             entering = slices.get(rolling.boundary)
             leaving = slices.get(rolling.boundary - self.span_ms)
@@ -80,9 +82,9 @@ class AlertEvaluator:
                 add_into(rolling.sums, entering, 1.0, rolling.dirty)
             if leaving:
                 add_into(rolling.sums, leaving, -1.0, rolling.dirty)
-            pending = any(m.state == "pending" for m in rolling.machines.values())
             if rolling.dirty or pending:
                 out.extend(self._evaluate(unit, rolling, bases, inhibitions))
+                pending = any(m.state == "pending" for m in rolling.machines.values())
         return out
 
     def _evaluate(

@@ -115,3 +115,35 @@ def test_alert_records_encode_with_the_alert_schema(default_plan: ScoringPlan) -
     assert name == "cemi.v1.Alert"
     assert record["top_kpis"][0]["kpi"] == firing["top_kpis"][0]["kpi"]
     assert orjson.dumps(record)
+
+
+def test_a_firing_service_rule_marks_its_touchpoint_alerts_inhibited() -> None:
+    """The service rule (service CEMI below its threshold) fires too; while it fires, the
+    touchpoint alerts of that service and unit are marked `inhibited`, not raised apart."""
+    from importlib.resources import files
+
+    import yaml
+
+    from streams.core.catalog import parse_catalog
+
+    data = yaml.safe_load(files("streams.data").joinpath("default_catalog.yaml").read_text())
+    # normal fixed broadband runs ~4.7: a threshold of 4.95 keeps its service rule firing
+    data["services"]["fixed_broadband"]["threshold"] = 4.95
+    plan = ScoringPlan(parse_catalog(data))
+    alerts = fold_alerts(plan, backlog_events(), size=500)
+    service = [a for a in alerts if a["rule"] == "service" and a["unit"] == "HPG"]
+    assert service and service[0]["state"] == "firing"
+    assert {(a["service"], a["touchpoint"]) for a in service} == {("fixed_broadband", None)}
+    install = [a for a in alerts if a["touchpoint"] == "install" and a["unit"] == "HPG"]
+    firing = [a for a in install if a["state"] == "firing"]
+    assert firing and all(a["inhibited"] for a in firing)
+    assert firing[0]["started_at_ms"] > service[0]["started_at_ms"]
+
+
+def test_touchpoint_alerts_are_not_inhibited_while_the_service_rule_is_quiet(
+    default_plan: ScoringPlan,
+) -> None:
+    alerts = fold_alerts(default_plan, backlog_events(), size=500)
+    assert not [a for a in alerts if a["rule"] == "service"]
+    firing = [a for a in alerts if a["touchpoint"] == "install" and a["state"] == "firing"]
+    assert firing and not any(a["inhibited"] for a in firing)
