@@ -1,0 +1,411 @@
+"""Fault tests on the embedded broker: crashes, clean restarts, a rebalance after a crash, a
+broker outage and a burst. Each ends with the stream's month/day scores equal to the batch
+replay (`cemi score`, `streams.batch.Replay`) and every event accounted for exactly once:
+scored + dead-lettered + late + duplicate = sent.
+
+Exactly-once *effect* here is at-least-once delivery plus idempotent state (the embedded broker
+has no transactions): the ingest commits input offsets only after its envelopes are acked, the
+score agent acks envelopes only after the flush's changelog writes are confirmed, and the fold
+skips re-delivered entries with per-unit/per-source offset guards, per-window guards, a control
+value written last and persisted seen-id chunks (streams/scoring/fold.py). `replayed` in
+/api/v1/stats counts the entries a guard skipped.
+
+The default run is short (sized for a shared 2-core machine). `CEMI_LONG_FAULTS=1` runs the
+long variants: ≥ 100,000 events with 8 kills, 100,000 events for the clean restarts and the
+rebalance, a 30 s burst. Every test prints its figures (`-s` to see them; docs/RELIABILITY.md
+has the last ones measured).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import re
+import signal
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from streams.broker import EmbeddedBroker
+from streams.produce import EventProducer, paced
+from streams.tail import latest_by_key
+from streams.wire.schemas import SchemaStore
+from tests.integration.conftest import Stream, Worker
+from tests.integration.test_stream import (
+    LATENESS,
+    UNITS,
+    batch_records,
+    generated,
+    malformed,
+    send,
+    settled_scores,
+)
+
+pytestmark = pytest.mark.broker
+
+LONG = os.environ.get("CEMI_LONG_FAULTS", "") not in ("", "0")
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def stats_of(workers: list[Worker]) -> dict[str, int]:
+    """Counts summed over the workers that answer (a killed worker's counts are in the
+    changelog and come back with whoever recovers its partitions)."""
+    total = {"scored": 0, "duplicates": 0, "late": 0, "replayed": 0, "consumed": 0}
+    for worker in workers:
+        stats = worker.stats() or {}
+        for key in total:
+            total[key] += stats.get(key, 0)
+    return total
+
+
+def folded(stats: dict[str, int]) -> int:
+    return stats["scored"] + stats["duplicates"] + stats["late"]
+
+
+def live(stream: Stream) -> list[Worker]:
+    return [w for w in stream.workers if w.process is not None and w.process.poll() is None]
+
+
+def send_bad(stream: Stream) -> int:
+    bad = malformed(SchemaStore())
+
+    async def go() -> None:
+        async with EventProducer(stream.settings, stream.bootstrap) as producer:
+            for etype, value, _ in bad:
+                await producer.send_raw(producer.topics.input(etype), value)
+
+    asyncio.run(go())
+    return len(bad)
+
+
+def dead_letters(stream: Stream) -> int:
+    """Distinct dead letters (keyed by source topic#partition#offset: a re-read after a
+    crash re-sends the same key)."""
+    topic = stream.settings.topic("deadletter")
+    return len(asyncio.run(latest_by_key(stream.bootstrap, topic, idle_exit_s=2)))
+
+
+def ready(worker: Worker) -> bool:
+    return bool((worker.stats() or {}).get("partitions"))
+
+
+def readyz(worker: Worker) -> int:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{worker.port}/readyz", timeout=3) as r:
+            return int(r.status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)
+    except OSError:
+        return 0
+
+
+def consumer_lag(worker: Worker) -> int | None:
+    """Sum of `cemi_consumer_lag_messages` over the input partitions (None: no answer)."""
+    try:
+        url = f"http://127.0.0.1:{worker.port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as reply:
+            text = reply.read().decode()
+    except OSError:
+        return None
+    values = re.findall(r"^cemi_consumer_lag_messages\{[^}]*\} (\S+)$", text, re.M)
+    return int(sum(float(v) for v in values))
+
+
+def check_accounting(
+    stream: Stream, workers: list[Worker], events: list[dict[str, Any]], bad: int
+) -> dict[str, int]:
+    """scored + dead + late + duplicate = sent, scores = batch; the figures."""
+    sent = len(events) + bad
+    settle(stream, workers, len(events))
+    totals = stats_of(workers)
+    dead = dead_letters(stream) if bad else 0
+    duplicates = len(events) - len({e["event_id"] for e in events})
+    figures = {
+        "sent": sent,
+        "scored": totals["scored"],
+        "dead": dead,
+        "late": totals["late"],
+        "duplicate": totals["duplicates"],
+        "replayed_skipped": totals["replayed"],
+    }
+    assert totals["scored"] + dead + totals["late"] + totals["duplicates"] == sent, figures
+    assert dead == bad, figures
+    assert totals["late"] == 0, figures
+    assert totals["duplicates"] == duplicates, figures
+    topics = [stream.settings.topic("cemi.scores"), stream.settings.topic("cemi.kpi")]
+    compared, _ = settled_scores(stream.bootstrap, topics, batch_records(events), timeout_s=120)
+    figures["records_equal_batch"] = compared
+    return figures
+
+
+def settle(stream: Stream, workers: list[Worker], expected: int, quiet_s: float = 45) -> None:
+    """Wait until `expected` valid events are folded, or nothing moved for `quiet_s` (then the
+    accounting below fails with the figures)."""
+    last, moved = -1, time.monotonic()
+    deadline = time.monotonic() + 900
+    while time.monotonic() < deadline:
+        totals = stats_of(workers)
+        now = folded(totals)
+        if now == expected:
+            return
+        if now != last:
+            last, moved = now, time.monotonic()
+        elif time.monotonic() - moved > quiet_s:
+            print(f"\nstuck at folded={now} of {expected}: {totals}")
+            return
+        time.sleep(1)
+
+
+def report(name: str, figures: dict[str, Any]) -> None:
+    print(f"\n[{name}] " + ", ".join(f"{k}={v}" for k, v in figures.items()))
+
+
+def wait_ready(stream: Stream, worker: Worker) -> float:
+    started = time.monotonic()
+    stream.wait_for(lambda: ready(worker), timeout=120, what="the restarted worker")
+    return time.monotonic() - started
+
+
+def restarts(stream: Stream, how: signal.Signals, count: int, n: int, seed: int) -> dict[str, Any]:
+    """`count` stops with `how` at seeded random moments while `n` events stream in; a new
+    worker after each; then the checks."""
+    rng = random.Random(seed)
+    events = generated(n, seed=seed)
+    chunks = [events[i * n // (count + 1) : (i + 1) * n // (count + 1)] for i in range(count + 1)]
+    worker = stream.worker()
+    bad = send_bad(stream)
+    sent = 0
+    moments: list[str] = []
+    down: list[float] = []
+    started = time.monotonic()
+    for chunk in chunks[:-1]:
+        sent += send(stream, chunk)
+        before = folded(stats_of(live(stream)))
+        # a seeded point between what was folded before this chunk and all that was sent
+        target = before + int(rng.uniform(0.15, 0.85) * (sent - before))
+        stream.wait_for(
+            lambda t=target: folded(stats_of(live(stream))) >= t, timeout=300, what="folding"
+        )
+        time.sleep(rng.uniform(0.0, 1.0))
+        at = folded(stats_of(live(stream)))
+        assert worker.process is not None
+        stopped = time.monotonic()
+        worker.process.send_signal(how)
+        worker.process.wait(60)
+        moments.append(f"{at}/{sent}")
+        worker = stream.worker()
+        wait_ready(stream, worker)
+        stream.wait_for(
+            lambda a=at: folded(stats_of(live(stream))) >= a, timeout=120, what="state recovered"
+        )
+        down.append(time.monotonic() - stopped)
+    sent += send(stream, chunks[-1])
+    assert sent == n
+    figures = check_accounting(stream, live(stream), events, bad)
+    figures |= {
+        "signal": how.name,
+        "stops": len(moments),
+        "stopped_at_folded/sent": " ".join(moments),
+        "recovery_s": " ".join(f"{d:.1f}" for d in down),
+        "total_s": round(time.monotonic() - started, 1),
+    }
+    report(f"{how.name.lower()} x{count}", figures)
+    return figures
+
+
+# -- the tests -------------------------------------------------------------------------------
+
+
+def test_crash_sigkill_at_random_moments_loses_nothing_and_counts_nothing_twice(
+    stream_factory: Any,
+) -> None:
+    """SIGKILL the worker at 5 seeded random moments (8 in the long run) while 30,000
+    generated events (100,000 with CEMI_LONG_FAULTS=1) plus 9 malformed ones stream in,
+    restarting it each time; the guards must have skipped re-delivered entries."""
+    stream = stream_factory(allowed_lateness_ms=LATENESS)
+    kills, n = (8, 100_000) if LONG else (5, 30_000)
+    figures = restarts(stream, signal.SIGKILL, kills, n, seed=8101)
+    assert figures["replayed_skipped"] > 0, "no replay reached the guards: nothing was proven"
+
+
+def test_clean_restarts_sigterm_recover_no_stale_state(stream_factory: Any) -> None:
+    """5 × SIGTERM mid-stream on the RocksDB store (local state kept across a clean stop,
+    the changelog read from where it was left): 20,000 events (100,000 long)."""
+    stream = stream_factory(store="rocksdb", allowed_lateness_ms=LATENESS)
+    restarts(stream, signal.SIGTERM, 5, 100_000 if LONG else 20_000, seed=8102)
+
+
+def test_rebalance_survivor_takes_over_after_a_kill(stream_factory: Any) -> None:
+    """Two workers on 8 partitions; one is SIGKILLed mid-stream; the survivor takes all the
+    partitions, restores their tables from the changelogs and ends equal to the batch; its
+    HTTP API answers for every unit."""
+    n = 100_000 if LONG else 20_000
+    events = generated(n, seed=8103)
+    stream = stream_factory(partitions="8", allowed_lateness_ms=LATENESS)
+    survivor, victim = stream.worker(), stream.worker()
+    stream.wait_for(lambda: ready(survivor) and ready(victim), what="both workers assigned")
+    split = {w.port: len((w.stats() or {}).get("partitions", [])) for w in (survivor, victim)}
+    bad = send_bad(stream)
+    started = time.monotonic()
+    send(stream, events[: n // 2])
+    stream.wait_for(
+        lambda: folded(stats_of([survivor, victim])) > n // 5, timeout=300, what="some folding"
+    )
+    at = folded(stats_of([survivor, victim]))
+    victim_parts = (victim.stats() or {}).get("partitions", [])
+    assert victim.process is not None
+    victim.process.kill()
+    victim.process.wait(30)
+    killed = time.monotonic()
+    send(stream, events[n // 2 :])
+    stream.wait_for(
+        lambda: (survivor.stats() or {}).get("partitions") == list(range(8)),
+        timeout=120,
+        what="the survivor holding all 8 partitions",
+    )
+    takeover = time.monotonic() - killed
+    figures = check_accounting(stream, [survivor], events, bad)
+
+    def api_units(window: str) -> set[str]:
+        reply = survivor.get(f"/api/v1/scores?level=unit&window={window}")
+        return {r["unit"] for r in reply["scores"]}
+
+    stream.wait_for(
+        lambda: api_units("day") == set(UNITS) and api_units("month") == set(UNITS),
+        timeout=60,
+        what="the survivor's API answering for every unit",
+    )
+    figures |= {
+        "partitions_before": split,
+        "victim_partitions": victim_parts,
+        "killed_at_folded": at,
+        "takeover_s": round(takeover, 1),
+        "total_s": round(time.monotonic() - started, 1),
+        "api_units": len(UNITS),
+    }
+    report("rebalance", figures)
+
+
+@pytest.fixture
+def own_broker() -> Iterator[EmbeddedBroker]:
+    """A broker for this test alone: the outage test stops it."""
+    with EmbeddedBroker() as embedded:
+        yield embedded
+
+
+def test_broker_outage_sigstop_30s_worker_recovers_by_itself(
+    own_broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    """SIGSTOP the broker for 30 s mid-stream, then SIGCONT: /readyz says not ready while it is
+    unreachable, the same worker process (no restart) goes on and nothing is lost."""
+    outage_s = 30.0
+    n = 100_000 if LONG else 16_000
+    events = generated(n, seed=8104)
+    stream = Stream(own_broker, tmp_path, allowed_lateness_ms=LATENESS)
+    try:
+        worker = stream.worker()
+        stream.wait_for(lambda: ready(worker) and readyz(worker) == 200, what="a ready worker")
+        bad = send_bad(stream)
+        send(stream, events[: n // 2])
+        stream.wait_for(lambda: folded(stats_of([worker])) > n // 6, timeout=300, what="folding")
+        at = folded(stats_of([worker]))
+        assert own_broker.process is not None
+        pid = own_broker.process.pid
+        os.kill(pid, signal.SIGSTOP)
+        stopped = time.monotonic()
+        first_503: float | None = None
+        seen = []
+        try:
+            while time.monotonic() - stopped < outage_s:
+                status = readyz(worker)
+                seen.append(status)
+                if status == 503 and first_503 is None:
+                    first_503 = time.monotonic() - stopped
+                time.sleep(1)
+            during = folded(stats_of([worker]))
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        resumed = time.monotonic()
+        assert first_503 is not None, f"/readyz never said not ready: {seen}"
+        assert seen[-1] == 503, f"/readyz ready again before the broker came back: {seen}"
+        stream.wait_for(lambda: readyz(worker) == 200, timeout=120, what="ready again")
+        ready_again = time.monotonic() - resumed
+        send(stream, events[n // 2 :])
+        figures = check_accounting(stream, [worker], events, bad)
+        assert worker.process is not None and worker.process.poll() is None, "worker died"
+        assert len(stream.workers) == 1
+        figures |= {
+            "outage_s": outage_s,
+            "folded_at_stop": at,
+            "folded_at_end_of_outage": during,
+            "first_503_after_s": round(first_503, 1),
+            "ready_again_after_s": round(ready_again, 1),
+            "all_folded_after_s": round(time.monotonic() - resumed, 1),
+        }
+        report("broker outage", figures)
+    finally:
+        stream.close()
+
+
+def test_backpressure_10x_burst_nothing_lost_lag_returns_to_zero(stream_factory: Any) -> None:
+    """A paced baseline (150 events/s for 10 s), then 10× that (1,500 events/s) for 15 s
+    (30 s long): nothing is lost and the input consumer lag drains to 0."""
+    base_rate, burst_rate = 150, 1_500
+    base_s, burst_s = 10, (30 if LONG else 15)
+    n = base_rate * base_s + burst_rate * burst_s
+    events = generated(n, seed=8105)
+    stream = stream_factory(allowed_lateness_ms=LATENESS)
+    worker = stream.worker()
+    stream.wait_for(lambda: ready(worker), what="a ready worker")
+    phases: dict[str, float] = {}
+
+    async def produce() -> None:
+        async with EventProducer(stream.settings, stream.bootstrap, "mixed") as producer:
+            phases["base"] = time.monotonic()
+            async for event in paced(events[: base_rate * base_s], base_rate):
+                await producer.send(event)
+            phases["burst"] = time.monotonic()
+            async for event in paced(events[base_rate * base_s :], burst_rate):
+                await producer.send(event)
+            await producer.producer.flush()
+            phases["sent"] = time.monotonic()
+
+    producing = threading.Thread(target=lambda: asyncio.run(produce()))
+    producing.start()
+    lag: dict[str, int] = {"base": 0, "burst": 0}
+    backlog: dict[str, int] = {"base": 0, "burst": 0}  # consumed, not yet folded
+    try:
+        while producing.is_alive():
+            behind = consumer_lag(worker) or 0
+            stats = stats_of([worker])
+            phase = "burst" if "burst" in phases else "base"
+            lag[phase] = max(lag[phase], behind)
+            backlog[phase] = max(backlog[phase], stats["consumed"] - folded(stats))
+            time.sleep(1)
+    finally:
+        producing.join()
+    stream.wait_for(lambda: consumer_lag(worker) == 0, timeout=300, what="lag back to 0")
+    drained = time.monotonic() - phases["sent"]
+    figures = check_accounting(stream, [worker], events, 0)
+    figures |= {
+        "baseline_rate": base_rate,
+        "burst_rate": burst_rate,
+        "burst_s": burst_s,
+        "max_lag_baseline": lag["base"],
+        "max_lag_burst": lag["burst"],
+        "max_unfolded_baseline": backlog["base"],
+        "max_unfolded_burst": backlog["burst"],
+        "lag_0_after_burst_s": round(drained, 1),
+        "all_folded_after_burst_s": round(time.monotonic() - phases["sent"], 1),
+    }
+    report("backpressure", figures)
+    assert consumer_lag(worker) == 0
