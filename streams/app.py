@@ -124,6 +124,9 @@ def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | N
         topic_replication_factor=settings.replication_factor,
         table_standby_replicas=0,
         broker_session_timeout=6,
+        # changelog values are bounded (seen-id chunks, per-unit control) but can pass 1 MB
+        # with hundreds of units: Faust's default request limit is 1,000,000 bytes
+        producer_max_request_size=8 * 1024 * 1024,
         broker_rebalance_timeout=6,
         broker_heartbeat_interval=1,
         consumer_auto_offset_reset="earliest",

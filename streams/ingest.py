@@ -40,6 +40,7 @@ from streams.wire.schemas import SchemaStore
 
 log = logging.getLogger(__name__)
 ALIGN_MAX_WAIT_S = 5.0  # how long a partition with data on the broker may hold the merge
+INGEST_REPORT_S = 10.0
 MAX_IN_FLIGHT = 3  # ingest batches sent but not yet acknowledged
 MAX_ENVELOPE_ENTRIES = 2_000  # keeps an envelope well under the broker's message size limit
 
@@ -118,8 +119,21 @@ class Ingest:
         paused: set[TopicPartition] = set()
         waiting: set[TopicPartition] = set()
         in_flight: deque[tuple[asyncio.Future[Any], dict[TopicPartition, int]]] = deque()
+        next_report = time.monotonic() + INGEST_REPORT_S
         try:
             while not self._stopping.is_set():
+                if time.monotonic() >= next_report:  # progress in the log, for diagnosis
+                    next_report = time.monotonic() + INGEST_REPORT_S
+                    log.info(
+                        "ingest: consumed %d, %d batches in flight, waiting on %d of %d "
+                        "partitions, %d buffered, %d paused",
+                        self.stats.consumed,
+                        len(in_flight),
+                        len(waiting),
+                        len(consumer.assignment()),
+                        sum(aligner.buffered(tp) for tp in consumer.assignment()),
+                        len(paused),
+                    )
                 # Fetch the partitions the merge waits for first: a consumer's fetches are
                 # not fair across partitions, and the merge must not run ahead of them.
                 fetched = await consumer.getmany(*waiting, timeout_ms=100, max_records=batch)

@@ -44,6 +44,7 @@ from streams.scoring.alerting import AlertEvaluator, UnitRolling, add_into
 from streams.scoring.envelope import Entry
 
 CALENDAR: Final = ("day", "month")
+SEEN_CHUNK_IDS: Final = 2_000  # ~120 KB of JSON per seen-id chunk at most
 WindowKey = tuple[str, str, int]  # (unit, kind, start_ms)
 
 
@@ -393,13 +394,15 @@ class PartitionState:
                 window.unsaved = False
                 window.persisted = True
         for unit, state in self.units.items():
-            if state.fresh:
+            # seen ids in chunks of bounded size (a fast replay brings many per flush; a
+            # changelog message must stay well under the broker's size limit)
+            for first in range(0, len(state.fresh), SEEN_CHUNK_IDS):
+                rows = state.fresh[first : first + SEEN_CHUNK_IDS]
                 chunk = state.next_chunk
                 state.next_chunk += 1
-                newest = max(row[3] for row in state.fresh)
-                state.chunks[chunk] = (newest, [row[0] for row in state.fresh])
-                writes.append((f"{p}/d/{unit}/{chunk}", orjson.dumps(state.fresh)))
-                state.fresh = []
+                state.chunks[chunk] = (max(row[3] for row in rows), [row[0] for row in rows])
+                writes.append((f"{p}/d/{unit}/{chunk}", orjson.dumps(rows)))
+            state.fresh = []
             if state.bases_unsaved:
                 snapshots = state.bases.snapshots(unit)
                 writes.append(
