@@ -210,6 +210,8 @@ class Ingest:
     ) -> asyncio.Future[Any]:
         """Records in merge order -> envelopes and dead letters, sent; the returned future
         completes when the broker has acknowledged all of them."""
+        # writer schemas of new registry ids are fetched off the loop first (no-op without)
+        await self.decoder.prefetch(record.value for _, record in released)
         decode, validate, contributions = (
             self.decoder.decode,
             validate_event,
