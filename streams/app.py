@@ -219,8 +219,13 @@ def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | N
     @app.agent(envelopes, name="score")
     async def score(stream: Any) -> None:
         async for event in stream.noack().events():
+            message = event.message
+            try:  # envelopes waiting behind this one: the fold is catching up
+                waiting = app.consumer.highwater(message.tp) - message.offset - 1
+            except Exception:  # no fetch position yet
+                waiting = 0
             flushed = runtime.scoring.on_envelope(
-                event.message.partition, event.value, event, load, write
+                message.partition, event.value, event, load, write, backlog=waiting > 1
             )
             if flushed:
                 # Acknowledge only once the changelog has the flush: Faust commits acked

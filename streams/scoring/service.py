@@ -98,9 +98,11 @@ class ScoringService:
         event: Ackable,
         load: Callable[[], Iterable[tuple[str, bytes]]],
         write: Callable[[str, bytes | None], None],
+        backlog: bool = False,
     ) -> list[Ackable]:
         """Fold one envelope (an empty one is a flush tick). Returns the envelopes to
-        acknowledge once the writes made by this call are confirmed (empty: no flush)."""
+        acknowledge once the writes made by this call are confirmed (empty: no flush).
+        `backlog`: more envelopes of this partition are waiting on the broker."""
         runtime = self._runtime(partition, load)
         now = time.monotonic()
         state = runtime.state
@@ -108,7 +110,7 @@ class ScoringService:
             entries, behind = read_envelope(value)
             state.apply(entries, _wall_ms(), behind)
             runtime.last_envelope = runtime.last_idle_advance = now
-            runtime.backlog = bool(behind)
+            runtime.backlog = backlog or bool(behind)
         runtime.tick_sent = False
         runtime.pending.append(event)
         # Catching up on a backlog, flushes are spaced out: each writes up to a rolling
