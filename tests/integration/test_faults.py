@@ -164,7 +164,7 @@ def settle(stream: Stream, workers: list[Worker], expected: int, quiet_s: float 
         if now != last:
             last, moved = now, time.monotonic()
         elif time.monotonic() - moved > quiet_s:
-            print(f"\nstuck at folded={now} of {expected}: {totals}")
+            print(f"\nfolded stopped at {now} of {expected}: {totals}")
             return
         time.sleep(1)
 
@@ -394,6 +394,10 @@ def test_broker_outage_sigstop_30s_worker_recovers_by_itself(
         stream.wait_for(lambda: readyz(worker) == 200, timeout=120, what="ready again")
         ready_again = time.monotonic() - resumed
         send(stream, events[n // 2 :])
+        stream.wait_for(
+            lambda: folded(stats_of([worker])) > during, timeout=120, what="folding again"
+        )
+        folding_again = time.monotonic() - resumed
         figures = check_accounting(stream, [worker], events, bad)
         assert worker.process is not None and worker.process.poll() is None, "worker died"
         assert len(stream.workers) == 1
@@ -403,6 +407,7 @@ def test_broker_outage_sigstop_30s_worker_recovers_by_itself(
             "folded_at_end_of_outage": during,
             "first_503_after_s": round(first_503, 1),
             "ready_again_after_s": round(ready_again, 1),
+            "folding_again_after_s": round(folding_again, 1),
             "all_folded_after_s": round(time.monotonic() - resumed, 1),
         }
         report("broker outage", figures)
@@ -463,3 +468,58 @@ def test_backpressure_10x_burst_nothing_lost_lag_returns_to_zero(stream_factory:
     }
     report("backpressure", figures)
     assert consumer_lag(worker) == 0
+
+
+@pytest.mark.skipif(
+    not LONG,
+    reason="long variant: CEMI_LONG_FAULTS=1 (the SIGTERM restart is "
+    "tests/integration/test_alerts.py)",
+)
+def test_alert_state_survives_a_crash_without_duplicate_firing(stream_factory: Any) -> None:
+    """The install-backlog scenario (60,000 events, 2 units): SIGKILL once an alert has fired,
+    restart; each alert fires once (one `firing` record per alert id, none raised again)."""
+    from collections import Counter
+
+    from tests.integration.test_alerts import alert_log
+    from tests.scoring.test_alerting import backlog_events
+
+    events = backlog_events(payment_outage=True)
+    stream = stream_factory()
+    worker = stream.worker()
+    sent = send(stream, events, "avro")
+    stream.wait_for(
+        lambda: any(a["state"] == "firing" for a in alert_log(stream)),
+        timeout=240,
+        what="a firing alert",
+    )
+    at = folded(stats_of([worker]))
+    assert worker.process is not None
+    worker.process.kill()
+    worker.process.wait(30)
+    restarted = stream.worker()
+    wait_ready(stream, restarted)
+    stream.wait_for(lambda: consumer_lag(restarted) == 0, timeout=240, what="input read")
+    # The restarted worker's counts cover only the partitions it received an envelope for
+    # since the restart (state is loaded on the first one): wait until they stop moving.
+    settle(stream, [restarted], sent, quiet_s=15)
+    time.sleep(4)  # the last emit
+    log = alert_log(stream)
+    firing = Counter(a["alert_id"] for a in log if a["state"] == "firing")
+    install = sorted(
+        (a["unit"], a["service"], a["state"]) for a in log if a["touchpoint"] == "install"
+    )
+    figures = {
+        "sent": sent,
+        "killed_at_folded": at,
+        "folded_after_restart": folded(stats_of([restarted])),
+        "alert_records": len(log),
+        "alerts_fired": len(firing),
+        "firing_records_per_alert": dict(firing),
+        "replayed_skipped": stats_of([restarted])["replayed"],
+    }
+    report("alerts across a crash", figures)
+    assert firing and set(firing.values()) == {1}, figures
+    assert install == [
+        ("HPG", "fixed_broadband", "firing"),
+        ("HPG", "fixed_broadband", "resolved"),
+    ], install
