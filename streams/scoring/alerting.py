@@ -37,6 +37,10 @@ class UnitRolling:
     touchpoints: dict[int, tuple[float | None, int]] = field(default_factory=dict)
     services: dict[int, float | None] = field(default_factory=dict)
     machines: dict[int, AlertState] = field(default_factory=dict)  # tp index / -1 - service
+    pending: set[int] = field(default_factory=set)  # indices of the machines in `pending`
+
+    def __post_init__(self) -> None:
+        self.pending = {i for i, m in self.machines.items() if m.state == "pending"}
 
 
 def add_into(sums: Accumulators, other: Accumulators, sign: float, dirty: set[int]) -> None:
@@ -72,8 +76,6 @@ class AlertEvaluator:
         """Step every boundary up to the watermark; return alert records of transitions."""
         out: list[dict[str, Any]] = []
         target = watermark_ms - watermark_ms % self.slice_ms
-        # machines change only in _evaluate: whether one is pending is known between calls
-        pending = any(m.state == "pending" for m in rolling.machines.values())
         while rolling.boundary < target:
             entering = slices.get(rolling.boundary)
             leaving = slices.get(rolling.boundary - self.span_ms)
@@ -82,9 +84,8 @@ class AlertEvaluator:
                 add_into(rolling.sums, entering, 1.0, rolling.dirty)
             if leaving:
                 add_into(rolling.sums, leaving, -1.0, rolling.dirty)
-            if rolling.dirty or pending:
+            if rolling.dirty or rolling.pending:
                 out.extend(self._evaluate(unit, rolling, bases, inhibitions))
-                pending = any(m.state == "pending" for m in rolling.machines.values())
         return out
 
     def _evaluate(
@@ -98,9 +99,9 @@ class AlertEvaluator:
         now = rolling.boundary
         touched = {self.kpi_touchpoint[k] for k in rolling.dirty if k in self.kpi_touchpoint}
         rolling.dirty.clear()
-        touched |= {i for i, m in rolling.machines.items() if i >= 0 and m.state == "pending"}
+        touched |= {i for i in rolling.pending if i >= 0}
         services = {self.touchpoint_service[t] for t in touched}
-        services |= {-1 - i for i, m in rolling.machines.items() if i < 0 and m.state == "pending"}
+        services |= {-1 - i for i in rolling.pending if i < 0}
         results: dict[int, list[KpiResult]] = {}
         for t in touched:
             tp = plan.touchpoints[t]
@@ -161,6 +162,10 @@ class AlertEvaluator:
             rolling.machines.pop(index, None)
         else:
             rolling.machines[index] = state
+        if state.state == "pending":
+            rolling.pending.add(index)
+        else:
+            rolling.pending.discard(index)
         return [
             self.record(unit, index, rule, score, sample, t, kpis, inhibited, now)
             for t in transitions
