@@ -127,7 +127,9 @@ def check_accounting(
 ) -> dict[str, int]:
     """scored + dead + late + duplicate = sent, scores = batch; the figures."""
     sent = len(events) + bad
+    waited = time.monotonic()
     settle(stream, workers, len(events))
+    waited = time.monotonic() - waited
     totals = stats_of(workers)
     dead = dead_letters(stream) if bad else 0
     duplicates = len(events) - len({e["event_id"] for e in events})
@@ -148,6 +150,7 @@ def check_accounting(
     topics = [stream.settings.topic("cemi.scores"), stream.settings.topic("cemi.kpi")]
     compared, _ = settled_scores(stream.bootstrap, topics, batch_records(events), timeout_s=120)
     figures["records_equal_batch"] = compared
+    figures["wait_for_fold_s"] = round(waited, 1)  # type: ignore[assignment]
     return figures
 
 
@@ -279,27 +282,27 @@ def restarts(stream: Stream, how: signal.Signals, count: int, n: int, seed: int)
 def test_crash_sigkill_at_random_moments_loses_nothing_and_counts_nothing_twice(
     stream_factory: Any,
 ) -> None:
-    """SIGKILL the worker at 5 seeded random moments (8 in the long run) while 30,000
+    """SIGKILL the worker at 5 seeded random moments (8 in the long run) while 20,000
     generated events (100,000 with CEMI_LONG_FAULTS=1) plus 9 malformed ones stream in,
     restarting it each time; the guards must have skipped re-delivered entries."""
     stream = stream_factory(allowed_lateness_ms=LATENESS)
-    kills, n = (8, 100_000) if LONG else (5, 30_000)
+    kills, n = (8, 100_000) if LONG else (5, 20_000)
     figures = restarts(stream, signal.SIGKILL, kills, n, seed=8101)
     assert figures["replayed_skipped"] > 0, "no replay reached the guards: nothing was proven"
 
 
 def test_clean_restarts_sigterm_recover_no_stale_state(stream_factory: Any) -> None:
     """5 × SIGTERM mid-stream on the RocksDB store (local state kept across a clean stop,
-    the changelog read from where it was left): 20,000 events (100,000 long)."""
+    the changelog read from where it was left): 12,000 events (100,000 long)."""
     stream = stream_factory(store="rocksdb", allowed_lateness_ms=LATENESS)
-    restarts(stream, signal.SIGTERM, 5, 100_000 if LONG else 20_000, seed=8102)
+    restarts(stream, signal.SIGTERM, 5, 100_000 if LONG else 12_000, seed=8102)
 
 
 def test_rebalance_survivor_takes_over_after_a_kill(stream_factory: Any) -> None:
     """Two workers on 8 partitions; one is SIGKILLed mid-stream; the survivor takes all the
     partitions, restores their tables from the changelogs and ends equal to the batch; its
     HTTP API answers for every unit."""
-    n = 100_000 if LONG else 20_000
+    n = 100_000 if LONG else 12_000
     events = generated(n, seed=8103)
     stream = stream_factory(partitions="8", allowed_lateness_ms=LATENESS)
     survivor, victim = stream.worker(), stream.worker()
@@ -362,7 +365,7 @@ def test_broker_outage_sigstop_30s_worker_recovers_by_itself(
     """SIGSTOP the broker for 30 s mid-stream, then SIGCONT: /readyz says not ready while it is
     unreachable, the same worker process (no restart) goes on and nothing is lost."""
     outage_s = 30.0
-    n = 100_000 if LONG else 16_000
+    n = 100_000 if LONG else 8_000
     events = generated(n, seed=8104)
     stream = Stream(own_broker, tmp_path, allowed_lateness_ms=LATENESS)
     try:
@@ -408,7 +411,7 @@ def test_broker_outage_sigstop_30s_worker_recovers_by_itself(
             "first_503_after_s": round(first_503, 1),
             "ready_again_after_s": round(ready_again, 1),
             "folding_again_after_s": round(folding_again, 1),
-            "all_folded_after_s": round(time.monotonic() - resumed, 1),
+            "checks_done_after_s": round(time.monotonic() - resumed, 1),
         }
         report("broker outage", figures)
     finally:
@@ -416,10 +419,10 @@ def test_broker_outage_sigstop_30s_worker_recovers_by_itself(
 
 
 def test_backpressure_10x_burst_nothing_lost_lag_returns_to_zero(stream_factory: Any) -> None:
-    """A paced baseline (150 events/s for 10 s), then 10× that (1,500 events/s) for 15 s
+    """A paced baseline (150 events/s for 10 s), then 10× that (1,500 events/s) for 10 s
     (30 s long): nothing is lost and the input consumer lag drains to 0."""
     base_rate, burst_rate = 150, 1_500
-    base_s, burst_s = 10, (30 if LONG else 15)
+    base_s, burst_s = 10, (30 if LONG else 10)
     n = base_rate * base_s + burst_rate * burst_s
     events = generated(n, seed=8105)
     stream = stream_factory(allowed_lateness_ms=LATENESS)
