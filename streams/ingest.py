@@ -160,8 +160,12 @@ class Ingest:
                     # sources with records left after this batch (on the broker or here)
                     left = Counter(lag)
                     left.subtract((tp.topic, tp.partition) for tp, _ in released)
-                    behind = {source_key(*tp) for tp, n in left.items() if n > 0}
-                    acked = await self.send(released, behind)
+                    behind = {
+                        source_key(tp.topic, tp.partition)
+                        for tp in assigned
+                        if left.get((tp.topic, tp.partition), 1) > 0  # unknown: not fetched yet
+                    }
+                    acked = await self.send(released, behind, assigned)
                     offsets: dict[TopicPartition, int] = {}
                     for tp, record in released:
                         offsets[tp] = record.offset + 1
@@ -200,13 +204,19 @@ class Ingest:
         self._stopping.set()
 
     async def process(
-        self, released: list[tuple[TopicPartition, Any]], behind: set[str] | None = None
+        self,
+        released: list[tuple[TopicPartition, Any]],
+        behind: set[str] | None = None,
+        assigned: set[TopicPartition] | None = None,
     ) -> None:
         """Records in merge order -> envelopes and dead letters, sent and acknowledged."""
-        await (await self.send(released, behind))
+        await (await self.send(released, behind, assigned))
 
     async def send(
-        self, released: list[tuple[TopicPartition, Any]], behind: set[str] | None = None
+        self,
+        released: list[tuple[TopicPartition, Any]],
+        behind: set[str] | None = None,
+        assigned: set[TopicPartition] | None = None,
     ) -> asyncio.Future[Any]:
         """Records in merge order -> envelopes and dead letters, sent; the returned future
         completes when the broker has acknowledged all of them."""
@@ -255,11 +265,17 @@ class Ingest:
             )
         self.stats.consumed += len(released)
         envelopes = self.topics.envelopes
+        # every envelope says which of this ingest's sources still have records to read
+        lagging = sorted(behind or ())
+        caught_up = sorted(
+            {source_key(tp.topic, tp.partition) for tp in assigned or ()} - set(lagging)
+        )
         for partition, entries in by_partition.items():
             for start in range(0, len(entries), MAX_ENVELOPE_ENTRIES):
                 chunk = entries[start : start + MAX_ENVELOPE_ENTRIES]
-                lagging = sorted({e[1] for e in chunk} & behind) if behind else None
-                outgoing.append((envelopes, encode_envelope(chunk, lagging), None, partition))
+                outgoing.append(
+                    (envelopes, encode_envelope(chunk, lagging, caught_up), None, partition)
+                )
             self.stats.enveloped += len(entries)
         # Sent in order (a partition's envelopes keep batch order), then awaited together:
         # the input offsets are committed only once all of them are acknowledged.

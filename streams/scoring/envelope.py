@@ -8,9 +8,9 @@ of events into one Kafka message, so Faust's per-message cost is paid per batch.
 Wire form (orjson): `{"e": [entry, ...], "b": [source, ...]}` with each entry
 `[source, offset, event_id, event_time, ingest_ms, type, service, payload]` where `source` is
 `"topic#partition"` and `payload` is the flat contributions `[kpi, a, b, kpi, a, b, ...]` or,
-for `subscriber_base`, the active subscriber count; `b` lists the sources of these entries
-that still had records on the broker when the batch was taken (a backlog: see the fold's
-watermark).
+for `subscriber_base`, the active subscriber count; `b` lists the sending ingest's sources
+that still had records to read when the batch was taken (a backlog: see the fold's
+watermark), `k` its other sources.
 """
 
 from __future__ import annotations
@@ -70,14 +70,16 @@ def partition_for(unit: str, partitions: int) -> int:
     return zlib.crc32(unit.encode()) % partitions
 
 
-def encode_envelope(entries: list[list[Any]], behind: list[str] | None = None) -> bytes:
-    return orjson.dumps({"e": entries, "b": behind or []})
+def encode_envelope(
+    entries: list[list[Any]], behind: list[str] | None = None, caught_up: list[str] | None = None
+) -> bytes:
+    return orjson.dumps({"e": entries, "b": behind or [], "k": caught_up or []})
 
 
-def read_envelope(value: bytes) -> tuple[list[Entry], list[str]]:
-    """(entries, sources behind)."""
+def read_envelope(value: bytes) -> tuple[list[Entry], list[str], list[str]]:
+    """(entries, sources of the sending ingest with a backlog, its caught-up sources)."""
     data = orjson.loads(value)
-    return [Entry(*entry) for entry in data["e"]], data.get("b", [])
+    return [Entry(*entry) for entry in data["e"]], data.get("b", []), data.get("k", [])
 
 
 def decode_envelope(value: bytes) -> list[Entry]:

@@ -158,9 +158,15 @@ class PartitionState:
         if self.watermark_ms is None or candidate > self.watermark_ms:
             self.watermark_ms = candidate
 
-    def apply(self, entries: Iterable[Entry], now_ms: int, behind: Iterable[str] = ()) -> None:
-        """Fold one envelope's entries; the watermark moves between envelopes. `behind`:
-        the sources that still had a backlog when the envelope was made."""
+    def apply(
+        self,
+        entries: Iterable[Entry],
+        now_ms: int,
+        behind: Iterable[str] = (),
+        caught_up: Iterable[str] = (),
+    ) -> None:
+        """Fold one envelope's entries; the watermark moves between envelopes. `behind` and
+        `caught_up`: the sending ingest's sources with and without records left to read."""
         self.refresh_watermark(now_ms)
         lateness = self.config.allowed_lateness_ms
         units = self.units
@@ -198,11 +204,29 @@ class PartitionState:
             if entry.ingest_ms > self.newest_ingest_ms:
                 self.newest_ingest_ms = entry.ingest_ms
             self._fold(unit, state, entry)
-        lagging = set(behind)
-        for source, seen_from in sources.items():
-            if seen_from[1] == now_ms:  # delivered in this envelope
-                seen_from[2] = 1 if source in lagging else 0
+        self._track_backlogs(behind, caught_up, now_ms)
         self.refresh_watermark(now_ms)
+
+    def _track_backlogs(self, behind: Iterable[str], caught_up: Iterable[str], now_ms: int) -> None:
+        """A source with records left holds the watermark even before it delivered anything
+        here (its events may be hours behind the others'), for as long as its ingest keeps
+        reporting it; a caught-up one is released after the usual idle time."""
+        sources = self.sources
+        hold = self.watermark_ms
+        if hold is None and sources:
+            hold = min(newest for newest, _, _ in sources.values())
+        for source in behind:
+            seen_from = sources.get(source)
+            if seen_from is None:
+                if hold is not None:
+                    sources[source] = [hold, now_ms, 1]
+            else:
+                seen_from[1] = now_ms
+                seen_from[2] = 1
+        for source in caught_up:
+            seen_from = sources.get(source)
+            if seen_from is not None:
+                seen_from[2] = 0
 
     def _fold(self, unit: str, state: UnitState, entry: Entry) -> None:
         day, month = self.calendar.starts(entry.event_time)

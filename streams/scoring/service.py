@@ -107,8 +107,8 @@ class ScoringService:
         now = time.monotonic()
         state = runtime.state
         if value:
-            entries, behind = read_envelope(value)
-            state.apply(entries, _wall_ms(), behind)
+            entries, behind, caught_up = read_envelope(value)
+            state.apply(entries, _wall_ms(), behind, caught_up)
             runtime.last_envelope = runtime.last_idle_advance = now
             runtime.backlog = backlog or bool(behind)
         runtime.tick_sent = False

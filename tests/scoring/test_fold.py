@@ -125,6 +125,26 @@ def test_a_silent_source_with_a_backlog_holds_the_watermark_past_the_idle_time(
     assert caught_up.watermark_ms == local_ms("2026-11-05 12:00")
 
 
+def test_a_source_with_a_backlog_holds_the_watermark_before_it_delivered_anything(
+    small_plan: ScoringPlan,
+) -> None:
+    """Two workers start on a backlog: the second one's sources have delivered nothing yet,
+    but the ingest that owns them reports them behind; the first one's event time must not
+    run ahead of them (their events would all be late)."""
+    install = {"kind": "install", "status": "completed"}
+    state = PartitionState(0, CONFIG)
+    first = entries(small_plan, [event("install", "2026-11-05 09:00", **install)], sources=1)
+    state.apply(first, NOW, behind=["other#3"], caught_up=[first[0].source])
+    days_later = entries(
+        small_plan, [event("install", "2026-11-07 09:00", **install)], sources=1, first_offset=1
+    )
+    state.apply(days_later, NOW + 1_000, caught_up=[first[0].source])
+    assert state.watermark_ms == local_ms("2026-11-05 09:00")  # held by the silent backlog
+    state.apply([], NOW + 2_000, caught_up=["other#3"])  # its ingest says it caught up
+    state.refresh_watermark(NOW + 2_000 + CONFIG.source_idle_ms + 1)
+    assert state.watermark_ms == local_ms("2026-11-07 09:00")
+
+
 def test_flushed_state_loads_back_equal(small_plan: ScoringPlan) -> None:
     install = {"kind": "install", "status": "completed", "on_time": False, "delay_hours": 2.5}
     items = entries(
