@@ -35,29 +35,38 @@ class UnknownAlert(LookupError):
     pass
 
 
-async def send_ack(settings: Settings, bootstrap: str, alert_id: str, by: str) -> dict[str, Any]:
-    """Route an acknowledgement to the partition that owns the alert's unit."""
-    alerts = {a["alert_id"]: a for a in await current_alerts(settings, bootstrap)}
-    alert = alerts.get(alert_id)
-    if alert is None:
-        raise UnknownAlert(f"no current alert {alert_id!r}")
-    topic = Topics(settings).acks
-    ack = {
-        "alert_id": alert_id,
+def ack_record(alert: dict[str, Any], by: str) -> dict[str, Any]:
+    """The acknowledgement of `alert` (what `cemi ack` and the HTTP route send)."""
+    return {
+        "alert_id": alert["alert_id"],
         "unit": alert["unit"],
         "service": alert["service"],
         "touchpoint": alert["touchpoint"],
         "by": by,
         "at_ms": int(time.time() * 1000),
     }
+
+
+async def send_ack_record(producer: AIOKafkaProducer, topic: str, ack: dict[str, Any]) -> None:
+    """To the ack topic's partition of the alert's unit: the worker holding that unit."""
+    partitions = await producer.partitions_for(topic)
+    partition = partition_for(ack["unit"], len(partitions))
+    await producer.send_and_wait(
+        topic, orjson.dumps(ack), key=ack["alert_id"].encode(), partition=partition
+    )
+
+
+async def send_ack(settings: Settings, bootstrap: str, alert_id: str, by: str) -> dict[str, Any]:
+    """Route an acknowledgement to the partition that owns the alert's unit."""
+    alerts = {a["alert_id"]: a for a in await current_alerts(settings, bootstrap)}
+    alert = alerts.get(alert_id)
+    if alert is None:
+        raise UnknownAlert(f"no current alert {alert_id!r}")
+    ack = ack_record(alert, by)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **client_kwargs(settings))
     await producer.start()
     try:
-        partitions = await producer.partitions_for(topic)
-        partition = partition_for(alert["unit"], len(partitions))
-        await producer.send_and_wait(
-            topic, orjson.dumps(ack), key=alert_id.encode(), partition=partition
-        )
+        await send_ack_record(producer, Topics(settings).acks, ack)
     finally:
         await producer.stop()
     return ack

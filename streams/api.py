@@ -30,11 +30,11 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.web import View
 from mode import Service
 
+from streams.alert_client import ack_record, send_ack_record
 from streams.core.events import SERVICES, TOUCHPOINT_PATTERN, UNIT_PATTERN
 from streams.core.records import LEVELS
 from streams.core.windows import CALENDAR_KINDS
 from streams.kafka_security import client_kwargs
-from streams.scoring.envelope import partition_for
 from streams.settings import SettingsError
 from streams.wire.codec import SINGLE_OBJECT_MAGIC, decode_record
 from streams.wire.registry import RegistryError, SchemaRegistry, decode_framed
@@ -377,22 +377,9 @@ class Api:
         producer = self.runtime.producer
         if producer is None:
             raise BadRequest(503, "the worker is starting")
-        # the same acknowledgement `cemi ack` sends (streams/alert_client.py), routed to the
-        # partition of the alert's unit, which the worker holding that unit consumes
-        ack = {
-            "alert_id": alert_id,
-            "unit": alert["unit"],
-            "service": alert["service"],
-            "touchpoint": alert["touchpoint"],
-            "by": by,
-            "at_ms": int(time.time() * 1000),
-        }
-        topic = self.runtime.topics.acks
-        partitions = await producer.partitions_for(topic)
-        partition = partition_for(alert["unit"], len(partitions))
-        await producer.send_and_wait(
-            topic, orjson.dumps(ack), key=alert_id.encode(), partition=partition
-        )
+        # the same acknowledgement `cemi ack` sends
+        ack = ack_record({**alert, "alert_id": alert_id}, by)
+        await send_ack_record(producer, self.runtime.topics.acks, ack)
         return answer({"accepted": True, "ack": ack}, status=202)
 
     async def healthz(self, request: Any) -> web.Response:
