@@ -143,13 +143,16 @@ def check_accounting(
     }
     if totals["scored"] + dead + totals["late"] + totals["duplicates"] != sent:
         figures["diagnosis"] = envelope_diagnosis(stream, events)  # type: ignore[assignment]
+        print(f"\nMISMATCH {figures}")
     assert totals["scored"] + dead + totals["late"] + totals["duplicates"] == sent, figures
     assert dead == bad, figures
     assert totals["late"] == 0, figures
     assert totals["duplicates"] == duplicates, figures
     topics = [stream.settings.topic("cemi.scores"), stream.settings.topic("cemi.kpi")]
+    comparing = time.monotonic()
     compared, _ = settled_scores(stream.bootstrap, topics, batch_records(events), timeout_s=120)
     figures["records_equal_batch"] = compared
+    figures["scores_equal_after_s"] = round(time.monotonic() - comparing, 1)  # type: ignore[assignment]
     figures["wait_for_fold_s"] = round(waited, 1)  # type: ignore[assignment]
     return figures
 
