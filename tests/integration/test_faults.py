@@ -143,6 +143,12 @@ def check_accounting(
     }
     if totals["scored"] + dead + totals["late"] + totals["duplicates"] != sent:
         figures["diagnosis"] = envelope_diagnosis(stream, events)  # type: ignore[assignment]
+        topics = [stream.settings.topic("cemi.scores"), stream.settings.topic("cemi.kpi")]
+        try:
+            settled_scores(stream.bootstrap, topics, batch_records(events), timeout_s=30)
+            figures["scores"] = "equal to the batch"  # type: ignore[assignment]
+        except AssertionError as error:
+            figures["scores"] = f"differ: {str(error)[:300]}"  # type: ignore[assignment]
         print(f"\nMISMATCH {figures}")
     assert totals["scored"] + dead + totals["late"] + totals["duplicates"] == sent, figures
     assert dead == bad, figures
