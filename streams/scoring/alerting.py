@@ -38,6 +38,8 @@ class UnitRolling:
     services: dict[int, float | None] = field(default_factory=dict)
     machines: dict[int, AlertState] = field(default_factory=dict)  # tp index / -1 - service
     pending: set[int] = field(default_factory=set)  # indices of the machines in `pending`
+    # services whose touchpoint scores were not kept up to date (quiet, or never computed)
+    stale: set[int] | None = None  # None: all of them
 
     def __post_init__(self) -> None:
         self.pending = {i for i, m in self.machines.items() if m.state == "pending"}
@@ -57,8 +59,12 @@ def add_into(sums: Accumulators, other: Accumulators, sign: float, dirty: set[in
 class AlertEvaluator:
     """Steps the alert machines of the units of one partition (no Kafka)."""
 
-    def __init__(self, plan: ScoringPlan, span_ms: int, slice_ms: int) -> None:
+    def __init__(
+        self, plan: ScoringPlan, span_ms: int, slice_ms: int, skip_quiet: bool = True
+    ) -> None:
         self.plan = plan
+        self.skip_quiet = skip_quiet
+        self.quiet_skips = 0  # service evaluations skipped as quiet (for tests, profiling)
         self.span_ms = span_ms
         self.slice_ms = slice_ms
         self.kpi_touchpoint = {k: tp.index for tp in plan.touchpoints for k in tp.kpis}
@@ -102,6 +108,22 @@ class AlertEvaluator:
         touched |= {i for i in rolling.pending if i >= 0}
         services = {self.touchpoint_service[t] for t in touched}
         services |= {-1 - i for i in rolling.pending if i < 0}
+        if rolling.stale is None:
+            rolling.stale = set(range(len(plan.services)))
+        if self.skip_quiet:
+            # A quiet service (too few events for it or any touchpoint to be low, and no
+            # machine beyond no_data) cannot raise or end anything: its scores are brought
+            # up to date only when it is evaluated again. A catch-up crosses every slice
+            # boundary, most of them with a handful of events.
+            quiet = {s for s in services if self._quiet(rolling, s)}
+            self.quiet_skips += len(quiet)
+            if quiet:
+                rolling.stale |= quiet
+                services -= quiet
+                touched = {t for t in touched if self.touchpoint_service[t] not in quiet}
+        for s in services & rolling.stale:
+            touched.update(plan.services[s].touchpoints)
+        rolling.stale -= services
         results: dict[int, list[KpiResult]] = {}
         for t in touched:
             tp = plan.touchpoints[t]
@@ -143,6 +165,24 @@ class AlertEvaluator:
             inhibited = inhibitions.get((unit, tp.service), False)
             out += self._step(unit, rolling, t, tp.rule, score, sample, now, results[t], inhibited)
         return out
+
+    def _quiet(self, rolling: UnitRolling, s: int) -> bool:
+        machines, sums = rolling.machines, rolling.sums
+        svc = self.plan.services[s]
+        machine = machines.get(-1 - s)
+        if machine is not None and machine.state != "no_data":
+            return False
+        events = 0.0  # an upper bound of the sample: every KPI's count, present or not
+        for t in svc.touchpoints:
+            machine = machines.get(t)
+            if machine is not None and machine.state != "no_data":
+                return False
+            tp = self.plan.touchpoints[t]
+            counted = sum(sums[k][0] for k in tp.kpis if k in sums)
+            if counted >= tp.rule.min_sample:
+                return False
+            events += counted
+        return events < svc.rule.min_sample
 
     def _step(
         self,
