@@ -228,6 +228,23 @@ MAX_LIMIT: Final = 20_000
 PAGE_PARAMS: Final = {"limit": _integer(1, MAX_LIMIT), "offset": _integer(0, 10**9)}
 
 
+def tables_recovered(app: Any) -> bool:
+    """The worker's assigned table partitions are recovered and no rebalance is under way."""
+    # Faust: `completed` is set once the first recovery is done (and never cleared);
+    # later rebalances show as `rebalancing`, a recovery asked for but not yet started as
+    # `signal_recovery_start`, one under way as `in_recovery`.
+    recovery = getattr(getattr(app, "tables", None), "recovery", None)
+    completed = getattr(recovery, "completed", None)
+    pending = getattr(recovery, "signal_recovery_start", None)
+    return bool(
+        completed is not None
+        and completed.is_set()
+        and not (pending is not None and pending.is_set())
+        and not getattr(app, "rebalancing", False)
+        and not getattr(app, "in_recovery", False)
+    )
+
+
 class Api:
     """The routes' logic; one per worker process."""
 
@@ -396,20 +413,7 @@ class Api:
     # -- readiness -------------------------------------------------------------------------
 
     def ready_checks(self) -> dict[str, bool]:
-        app = self.app
-        # Faust: `completed` is set once the first recovery is done (and never cleared);
-        # later rebalances show as `rebalancing`, a recovery asked for but not yet started as
-        # `signal_recovery_start`, one under way as `in_recovery`.
-        recovery = getattr(getattr(app, "tables", None), "recovery", None)
-        completed = getattr(recovery, "completed", None)
-        pending = getattr(recovery, "signal_recovery_start", None)
-        recovered = (
-            completed is not None
-            and completed.is_set()
-            and not (pending is not None and pending.is_set())
-            and not getattr(app, "rebalancing", False)
-            and not getattr(app, "in_recovery", False)
-        )
+        recovered = tables_recovered(self.app)
         fresh = time.monotonic() - self.broker_checked_at < 3 * PROBE_INTERVAL_S
         return {
             "recovered": bool(recovered),

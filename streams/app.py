@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaProducer
 from mode import Service
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from streams.api import register_api
+from streams.api import register_api, tables_recovered
 from streams.core.catalog import load_catalog
 from streams.core.plan import ScoringPlan
 from streams.ingest import Ingest
@@ -149,7 +149,8 @@ def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | N
             internal=False,
         )
 
-    envelopes = raw_topic(topics.envelopes, settings.partitions)
+    envelopes_name = topics.envelopes
+    envelopes = raw_topic(envelopes_name, settings.partitions)
     app.conf.Table = ConfirmingTable  # type: ignore[assignment]
     state: ConfirmingTable = app.Table(  # type: ignore[assignment]
         "state",
@@ -242,6 +243,12 @@ def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | N
         started = time.monotonic()
         if runtime.producer is None or started < next_emit[0]:
             return
+        if tables_recovered(app):
+            # a partition's state is loaded when its first envelope arrives; one without new
+            # input (a restart at the end of a stream, a quiet unit) is loaded here, so its
+            # counts, scores, closing windows and alerts are served all the same
+            owned = {tp.partition for tp in app.consumer.assignment() if tp.topic == envelopes_name}
+            runtime.scoring.adopt(owned, load)
         messages = runtime.scoring.emit()
         if runtime.network is not None:
             now_ms = int(time.time() * 1000)

@@ -143,6 +143,14 @@ class ScoringService:
             runtime = self.partitions[partition] = PartitionRuntime(state)
         return runtime
 
+    def adopt(
+        self, partitions: Iterable[int], load: Callable[[], Iterable[tuple[str, bytes]]]
+    ) -> None:
+        """Load the state of assigned partitions that no envelope has brought in yet."""
+        for partition in partitions:
+            if partition not in self.partitions:
+                self._runtime(partition, load)
+
     def revoke(self, partitions: Iterable[int]) -> None:
         """Unflushed state of revoked partitions is dropped: the new owner replays it."""
         for partition in partitions:

@@ -560,12 +560,6 @@ def test_alert_state_survives_a_crash_without_duplicate_firing(stream_factory: A
     ], install
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product: a restarted worker loads a scoring partition's state only when an "
-    "envelope (or ack) for it arrives; with no new input it reports no counts, scores or "
-    "pending alerts for it (streams/scoring/service.py ScoringService._runtime)",
-)
 def test_a_restarted_worker_serves_its_partitions_before_new_input(stream_factory: Any) -> None:
     """Everything folded and committed, a clean restart, no new input: the restarted worker
     should report the counts (and /metrics the unit scores) of the partitions it holds."""
