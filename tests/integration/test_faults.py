@@ -317,7 +317,7 @@ def test_clean_restarts_sigterm_recover_no_stale_state(stream_factory: Any) -> N
 @pytest.mark.xfail(
     strict=False,  # intermittent: 1 of the last 3 runs
     reason="product: after the takeover the survivor ended 1,546 events short with unit scores "
-    "different from the batch (every event enveloped, nothing left to consume); see "
+    "different from the batch (every event enveloped; folding had stopped); see "
     "docs/RELIABILITY.md, Fault tests",
 )
 def test_rebalance_survivor_takes_over_after_a_kill(stream_factory: Any) -> None:
