@@ -88,6 +88,43 @@ class Publisher:
         self._scores[(state.partition, previous_key)] = cached
         return cached
 
+    def _annotated_rows(
+        self, state: PartitionState, key: WindowKey, window: Window
+    ) -> list[Record]:
+        rows = self._rows(state, key, window)
+        _, kind, start = key
+        # delta_network against the network means known now (the network level is
+        # gathered from every partition, so it trails by a publication)
+        network_score, means = self.means(kind, start) or (None, {})
+        annotate(
+            rows,
+            window=kind,
+            window_start=state.calendar.isoformat(start),
+            version=self.plan.version,
+            previous=self._previous_scores(state, key),
+            means=means,
+            network_score=network_score,
+        )
+        return rows
+
+    def prime(self, state: PartitionState) -> None:
+        """After a restart: the rows of the windows the state holds, as they were last
+        published (same state, same scores), for metrics, the API and the change filter,
+        without publishing them again."""
+        for key in sorted(k for k in state.windows if k[1] != "slice"):
+            window = state.windows[key]
+            if window.changed:  # changed since its last publication: published anew
+                continue
+            rows = self._annotated_rows(state, key, window)
+            for row in rows:
+                row["window_start_ms"] = key[2]
+                row["revision"] = window.revision
+                row["final"] = window.final
+                row["published_at_ms"] = None
+                row["newest_event_ingest_ms"] = window.newest_ingest_ms or None
+            self._scores[(state.partition, key)] = {record_key(r): r["score"] for r in rows}
+            self._records[(state.partition, key)] = {record_key(r): r for r in rows}
+
     def publish(self, state: PartitionState, now_ms: int) -> Publication:
         out = Publication()
         for key in sorted(k for k in state.windows if k[1] != "slice"):
@@ -97,21 +134,9 @@ class Publisher:
             closed = state.is_closed(key)
             if not window.changed and not closed:
                 continue
-            rows = self._rows(state, key, window)
+            rows = self._annotated_rows(state, key, window)
             unit, kind, start = key
-            window_start = state.calendar.isoformat(start)
-            # delta_network against the network means known now (the network level is
-            # gathered from every partition, so it trails by a publication)
-            network_score, means = self.means(kind, start) or (None, {})
-            annotate(
-                rows,
-                window=kind,
-                window_start=window_start,
-                version=self.plan.version,
-                previous=self._previous_scores(state, key),
-                means=means,
-                network_score=network_score,
-            )
+            window_start = rows[0]["window_start"]
             window.changed = False
             published = self._records.setdefault((state.partition, key), {})
             self._scores[(state.partition, key)] = {record_key(r): r["score"] for r in rows}

@@ -141,6 +141,7 @@ class ScoringService:
         if runtime is None:
             state = PartitionState.load(partition, self.config, load(), _wall_ms())
             runtime = self.partitions[partition] = PartitionRuntime(state)
+            self.publisher.prime(state)
         return runtime
 
     def adopt(
