@@ -568,7 +568,9 @@ def test_alert_state_survives_a_crash_without_duplicate_firing(stream_factory: A
 
 def test_a_restarted_worker_serves_its_partitions_before_new_input(stream_factory: Any) -> None:
     """Everything folded and committed, a clean restart, no new input: the restarted worker
-    should report the counts (and /metrics the unit scores) of the partitions it holds."""
+    reports the counts (and /metrics the unit scores) of the partitions it holds. (Found by
+    these tests: a partition's state used to be loaded only when an envelope for it arrived;
+    fixed in 3ddf30e.)"""
     events = generated(3_000, seed=8107)
     stream = stream_factory(allowed_lateness_ms=LATENESS)
     worker = stream.worker()
