@@ -135,12 +135,11 @@ def broker(
         asyncio.run(create_topics(settings, embedded.url))
         typer.echo(embedded.url)
         typer.echo(f"export CEMI_BROKER_URL={embedded.url}   # Ctrl-C stops the broker", err=True)
-        stop = signal.sigwait if hasattr(signal, "sigwait") else None
-        try:
-            if stop is not None:
-                stop({signal.SIGINT, signal.SIGTERM})
-        except KeyboardInterrupt:
-            pass
+        # sigwait only receives signals that are blocked; unblocked, SIGTERM would end the
+        # process at once and leave the broker running without us
+        stopping = {signal.SIGINT, signal.SIGTERM}
+        signal.pthread_sigmask(signal.SIG_BLOCK, stopping)
+        signal.sigwait(stopping)
 
 
 @app.command()
