@@ -65,6 +65,7 @@ class Publisher:
         self._scores: dict[tuple[int, WindowKey], dict[RecordKey, float | None]] = {}
         # the last published row per record key, per (partition, window)
         self._records: dict[tuple[int, WindowKey], dict[RecordKey, Record]] = {}
+        self._without_network: set[tuple[int, WindowKey]] = set()  # published without means
 
     def _rows(self, state: PartitionState, key: WindowKey, window: Window) -> list[Record]:
         unit, _, _ = key
@@ -132,9 +133,18 @@ class Publisher:
             if window.final:
                 continue
             closed = state.is_closed(key)
-            if not window.changed and not closed:
+            # published before the network level knew the window: once it does, the rows get
+            # their delta_network (once; later moves of the network means do not re-publish)
+            awaiting_network = (state.partition, key) in self._without_network and self.means(
+                key[1], key[2]
+            ) is not None
+            if not window.changed and not closed and not awaiting_network:
                 continue
             rows = self._annotated_rows(state, key, window)
+            if self.means(key[1], key[2]) is None:
+                self._without_network.add((state.partition, key))
+            else:
+                self._without_network.discard((state.partition, key))
             unit, kind, start = key
             window_start = rows[0]["window_start"]
             window.changed = False
@@ -184,9 +194,11 @@ class Publisher:
     def forget(self, partition: int, key: WindowKey) -> None:
         self._scores.pop((partition, key), None)
         self._records.pop((partition, key), None)
+        self._without_network.discard((partition, key))
 
     def forget_partition(self, partition: int) -> None:
         for cached in [k for k in self._scores if k[0] == partition]:
             del self._scores[cached]
         for cached in [k for k in self._records if k[0] == partition]:
             del self._records[cached]
+        self._without_network = {k for k in self._without_network if k[0] != partition}
