@@ -69,6 +69,14 @@ class AlertEvaluator:
         self.slice_ms = slice_ms
         self.kpi_touchpoint = {k: tp.index for tp in plan.touchpoints for k in tp.kpis}
         self.touchpoint_service = {t: s.index for s in plan.services for t in s.touchpoints}
+        # per service: (touchpoint index, its KPI indices, its min_sample), for `_quiet`
+        self._quiet_plan = [
+            [
+                (t, tuple(plan.touchpoints[t].kpis), plan.touchpoints[t].rule.min_sample)
+                for t in svc.touchpoints
+            ]
+            for svc in plan.services
+        ]
 
     def advance(
         self,
@@ -167,22 +175,25 @@ class AlertEvaluator:
         return out
 
     def _quiet(self, rolling: UnitRolling, s: int) -> bool:
-        machines, sums = rolling.machines, rolling.sums
-        svc = self.plan.services[s]
+        # plain loops: this runs for every touched service at every slice boundary
+        machines, get = rolling.machines, rolling.sums.get
         machine = machines.get(-1 - s)
         if machine is not None and machine.state != "no_data":
             return False
         events = 0.0  # an upper bound of the sample: every KPI's count, present or not
-        for t in svc.touchpoints:
+        for t, kpis, min_sample in self._quiet_plan[s]:
             machine = machines.get(t)
             if machine is not None and machine.state != "no_data":
                 return False
-            tp = self.plan.touchpoints[t]
-            counted = sum(sums[k][0] for k in tp.kpis if k in sums)
-            if counted >= tp.rule.min_sample:
+            counted = 0.0
+            for k in kpis:
+                acc = get(k)
+                if acc is not None:
+                    counted += acc[0]
+            if counted >= min_sample:
                 return False
             events += counted
-        return events < svc.rule.min_sample
+        return events < self.plan.services[s].rule.min_sample
 
     def _step(
         self,

@@ -126,13 +126,17 @@ class Publisher:
             self._scores[(state.partition, key)] = {record_key(r): r["score"] for r in rows}
             self._records[(state.partition, key)] = {record_key(r): r for r in rows}
 
-    def publish(self, state: PartitionState, now_ms: int) -> Publication:
+    def publish(self, state: PartitionState, now_ms: int, open_windows: bool = True) -> Publication:
+        """Rows of the windows that changed or closed; `open_windows=False`: closing ones
+        only (the others keep their changes for a later publication)."""
         out = Publication()
         for key in sorted(k for k in state.windows if k[1] != "slice"):
             window = state.windows[key]
             if window.final:
                 continue
             closed = state.is_closed(key)
+            if not closed and not open_windows:
+                continue
             # published before the network level knew the window: once it does, the rows get
             # their delta_network (once; later moves of the network means do not re-publish)
             awaiting_network = (state.partition, key) in self._without_network and self.means(

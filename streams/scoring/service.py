@@ -63,6 +63,7 @@ class PartitionRuntime:
     tick_sent: bool = False
     backlog: bool = False  # the last envelope said its sources had more on the broker
     progress_sent: int | None = None  # the watermark last sent to the network level
+    last_open_publish: float = 0.0  # when open windows were last published
 
 
 class ScoringService:
@@ -141,6 +142,13 @@ class ScoringService:
         if runtime is None:
             state = PartitionState.load(partition, self.config, load(), _wall_ms())
             runtime = self.partitions[partition] = PartitionRuntime(state)
+            c = state.counts
+            log.info(
+                "partition %d loaded: %d units, %d windows, watermark %s, scored %d, "
+                "duplicates %d, late %d, replayed %d",
+                partition, len(state.units), len(state.windows), state.watermark_ms,
+                c.scored, c.duplicates, c.late, c.replayed,
+            )  # fmt: skip
             self.publisher.prime(state)
         return runtime
 
@@ -176,7 +184,14 @@ class ScoringService:
             alerts = state.take_outbox()
             messages.extend(self.outputs.alert_message(a) for a in alerts)
             self.alerts_published += len(alerts)
-            publication = self.publisher.publish(state, now_ms)
+            # Catching up on a backlog, an open window is superseded within seconds: closing
+            # windows go out at once, open ones at the spaced-out flush pace (the backlog's
+            # end publishes everything at the next emit).
+            spacing = self.flush_interval_s * BACKLOG_FLUSH_FACTOR
+            open_windows = not runtime.backlog or now - runtime.last_open_publish >= spacing
+            if open_windows:
+                runtime.last_open_publish = now
+            publication = self.publisher.publish(state, now_ms, open_windows=open_windows)
             messages.extend(self.outputs.score_message(r) for r in publication.records)
             messages.extend(self.outputs.summary_message(s) for s in publication.summaries)
             self.published_records += len(publication.records)

@@ -143,6 +143,7 @@ def check_accounting(
     }
     if totals["scored"] + dead + totals["late"] + totals["duplicates"] != sent:
         figures["diagnosis"] = envelope_diagnosis(stream, events)  # type: ignore[assignment]
+        figures["changelog"] = changelog_diagnosis(stream)  # type: ignore[assignment]
         topics = [stream.settings.topic("cemi.scores"), stream.settings.topic("cemi.kpi")]
         try:
             settled_scores(stream.bootstrap, topics, batch_records(events), timeout_s=30)
@@ -224,6 +225,44 @@ def envelope_diagnosis(stream: Stream, events: list[dict[str, Any]]) -> str:
         f"{dict(copies)}); never enveloped: {len(never)} "
         f"{Counter((e['type'], e['unit']) for e in never).most_common(10)} "
         f"e.g. {[(e['event_id'], found.get(e['event_id'])) for e in never[:3]]}"
+    )
+
+
+def changelog_diagnosis(stream: Stream) -> str:
+    """On a mismatch: the counters of the newest control value of each partition in the state
+    changelog (what a full recovery would load), and where it sits in the partition."""
+    import orjson
+    from aiokafka import AIOKafkaConsumer
+
+    async def read() -> dict[int, tuple[int, int, list[int]]]:
+        topic = f"{stream.settings.app_id}-state-changelog"
+        consumer = AIOKafkaConsumer(
+            topic,
+            bootstrap_servers=stream.bootstrap,
+            group_id=None,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+        )
+        await consumer.start()
+        newest: dict[int, tuple[int, int, list[int]]] = {}
+        last: dict[int, int] = {}
+        try:
+            while batches := await consumer.getmany(timeout_ms=3000, max_records=5000):
+                for records in batches.values():
+                    for message in records:
+                        last[message.partition] = message.offset
+                        key = orjson.loads(message.key) if message.key else ""
+                        if key.endswith("/c") and message.value:
+                            counts = orjson.loads(message.value)["n"]
+                            newest[message.partition] = (message.offset, 0, counts)
+        finally:
+            await consumer.stop()
+        return {p: (o, last[p], n) for p, (o, _, n) in newest.items()}
+
+    found = asyncio.run(read())
+    return "; ".join(
+        f"p{p}: control at {o} of last {last}, counts {n}"
+        for p, (o, last, n) in sorted(found.items())
     )
 
 

@@ -1,0 +1,132 @@
+"""The scoring service without Kafka: envelopes in, flush writes and published records out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from streams.core.events import validate_event
+from streams.core.plan import ScoringPlan
+from streams.scoring.envelope import encode_envelope, entry_for
+from streams.scoring.service import ScoringService
+from tests.factories import event, local_ms
+from tests.scoring.test_fold import CONFIG
+
+
+class RecordingOutputs:
+    """Outputs that keep the records instead of encoding them."""
+
+    def score_message(self, record: dict[str, Any]) -> Any:
+        return ("score", record, None, None)
+
+    def late_message(self, entry: Any, watermark_ms: int, lateness_ms: int) -> Any:
+        return ("late", entry, None, None)
+
+    def tick_message(self, partition: int) -> Any:
+        return ("tick", partition, None, None)
+
+    def summary_message(self, summary: dict[str, Any]) -> Any:
+        return ("summary", summary, None, None)
+
+    def progress_message(self, partition: int, watermark_ms: int) -> Any:
+        return ("progress", (partition, watermark_ms), None, None)
+
+    def alert_message(self, alert: dict[str, Any]) -> Any:
+        return ("alert", alert, None, None)
+
+
+class Envelope:
+    acked = 0
+
+    def ack(self) -> bool:
+        Envelope.acked += 1
+        return True
+
+
+class Feeder:
+    """Envelopes of one source, with increasing offsets, into partition 0 of a service."""
+
+    def __init__(self, plan: ScoringPlan, service: ScoringService) -> None:
+        self.plan = plan
+        self.service = service
+        self.offset = 0
+        self.table: dict[str, bytes | None] = {}
+
+    def write(self, key: str, value: bytes | None) -> None:
+        self.table[key] = value
+
+    def send(self, times: list[str], backlog: bool) -> None:
+        rows = []
+        for when in times:
+            on_time = self.offset % 2 == 0  # every event moves a score
+            e = validate_event(
+                event(
+                    "install",
+                    when,
+                    kind="install",
+                    status="completed",
+                    on_time=on_time,
+                    delay_hours=1.0,
+                )
+            )
+            rows.append(entry_for(e, self.plan.contributions(e), "in", 0, self.offset, 1))
+            self.offset += 1
+        value = encode_envelope(rows)
+        load = lambda: list(self.table.items())  # noqa: E731
+        self.service.on_envelope(0, value, Envelope(), load, self.write, backlog=backlog)
+
+
+def published_windows(messages: list[Any]) -> set[tuple[str, int]]:
+    return {(m[1]["window"], m[1]["window_start_ms"]) for m in messages if m[0] == "score"}
+
+
+def test_a_backlog_publishes_closing_windows_at_once_and_open_ones_when_it_ends(
+    small_plan: ScoringPlan,
+) -> None:
+    service = ScoringService(
+        small_plan,
+        CONFIG,
+        RecordingOutputs(),  # type: ignore[arg-type]
+        flush_interval_s=60,  # the spaced-out open-window publication does not come due here
+        idle_advance_s=600,
+    )
+    feeder = Feeder(small_plan, service)
+    day = {d: day_start(f"2026-11-0{d}") for d in (4, 5, 6)}
+    month = local_ms("2026-11-01 00:00")
+
+    feeder.send(["2026-11-04 10:00", "2026-11-05 10:00"], backlog=True)
+    first = published_windows(service.emit())  # the first publication of a partition
+    assert first == {("day", day[4]), ("day", day[5]), ("month", month)}
+
+    feeder.send(["2026-11-05 11:00", "2026-11-06 10:00"], backlog=True)
+    during = published_windows(service.emit())
+    # day 5 closed (the watermark passed its end plus the lateness): out at once, final
+    assert during == {("day", day[5])}
+
+    feeder.send(["2026-11-06 11:00"], backlog=False)
+    after = published_windows(service.emit())
+    assert after == {("day", day[6]), ("month", month)}
+
+
+def test_without_a_backlog_every_changed_window_is_published_at_each_emit(
+    small_plan: ScoringPlan,
+) -> None:
+    service = ScoringService(
+        small_plan,
+        CONFIG,
+        RecordingOutputs(),  # type: ignore[arg-type]
+        flush_interval_s=60,
+        idle_advance_s=600,
+    )
+    feeder = Feeder(small_plan, service)
+    feeder.send(["2026-11-05 10:00"], backlog=False)
+    service.emit()
+    feeder.send(["2026-11-05 10:30"], backlog=False)
+    month = local_ms("2026-11-01 00:00")
+    assert published_windows(service.emit()) == {
+        ("day", day_start("2026-11-05")),
+        ("month", month),
+    }
+
+
+def day_start(date: str) -> int:
+    return local_ms(f"{date} 00:00")
