@@ -33,13 +33,14 @@ from streams.scoring.fold import FoldConfig
 from streams.scoring.network import NetworkState, decode_summary
 from streams.scoring.publish import NetworkView
 from streams.scoring.service import Message, ScoringService
-from streams.sending import BatchSender
+from streams.sending import BatchSender, SendTracker
 from streams.settings import Settings
 from streams.tail import follow_json
 from streams.topics import Topics
 from streams.wire.schemas import SchemaStore
 
 log = logging.getLogger(__name__)
+REVOKE_CONFIRM_TIMEOUT_S = 10.0  # changelog sends normally confirm in milliseconds
 
 
 class ConfirmingTable(faust.Table):  # type: ignore[misc,type-arg]
@@ -47,17 +48,13 @@ class ConfirmingTable(faust.Table):  # type: ignore[misc,type-arg]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._sent: list[Any] = []
+        self.sends = SendTracker()
 
     def send_changelog(self, *args: Any, **kwargs: Any) -> Any:
-        future = super().send_changelog(*args, **kwargs)
-        self._sent.append(future)
-        return future
+        return self.sends.track(super().send_changelog(*args, **kwargs))
 
     async def confirm_sent(self) -> None:
-        sent, self._sent = self._sent, []
-        if sent:
-            await asyncio.gather(*sent)
+        await self.sends.confirm()
 
 
 @dataclass
@@ -214,7 +211,9 @@ def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | N
             ack = orjson.loads(event.value)
             now_ms = int(time.time() * 1000)
             messages = runtime.scoring.acknowledge(event.message.partition, ack, now_ms, load)
-            if messages and runtime.producer is not None:
+            while messages and runtime.sender is None:  # the worker is starting
+                await asyncio.sleep(0.1)
+            if messages:
                 await runtime.send(messages)
 
     @app.agent(envelopes, name="score")
@@ -241,7 +240,7 @@ def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | N
     @app.timer(emit_interval_s)
     async def emit() -> None:
         started = time.monotonic()
-        if runtime.producer is None or started < next_emit[0]:
+        if runtime.sender is None or started < next_emit[0]:
             return
         if tables_recovered(app):
             # a partition's state is loaded when its first envelope arrives; one without new
@@ -263,6 +262,18 @@ def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | N
         next_emit[0] = started + max(emit_interval_s, 4 * took) - emit_interval_s / 2
 
     async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
+        # Faust's recovery of the partitions it assigns next reads each changelog up to its
+        # end as of now, over the table's current data: a table write still on its way would
+        # land after that end, and the recovery would put the key's older value back (a
+        # control value older than its windows, or windows missing events whose envelopes are
+        # already committed). So every write made so far is confirmed first.
+        try:
+            await asyncio.wait_for(
+                asyncio.gather(state.confirm_sent(), network_table.confirm_sent()),
+                timeout=REVOKE_CONFIRM_TIMEOUT_S,
+            )
+        except TimeoutError:
+            log.error("table writes unconfirmed at a rebalance: recovery may load older values")
         runtime.scoring.revoke(tp.partition for tp in revoked if tp.topic == topics.envelopes)
 
     app.on_partitions_revoked.connect(on_revoked)  # type: ignore[arg-type]
@@ -270,16 +281,19 @@ def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | N
     @app.service
     class IngestService(Service):  # type: ignore[misc]
         async def on_start(self) -> None:
-            runtime.producer = AIOKafkaProducer(
+            producer = AIOKafkaProducer(
                 bootstrap_servers=bootstrap,
                 **client_kwargs(settings),
                 linger_ms=5,
                 max_request_size=8 * 1024 * 1024,
                 max_batch_size=1024 * 1024,
             )
-            await runtime.producer.start()
-            runtime.sender = BatchSender(runtime.producer)
-            runtime.ingest = Ingest(settings, plan, store, bootstrap, runtime.producer)
+            await producer.start()
+            # published only once started: the emit timer, acks and routes test for it (an
+            # emit during the start crashed the worker once: no sender yet)
+            runtime.sender = BatchSender(producer)
+            runtime.producer = producer
+            runtime.ingest = Ingest(settings, plan, store, bootstrap, producer)
 
         async def on_stop(self) -> None:
             if runtime.ingest is not None:

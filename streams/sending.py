@@ -57,3 +57,27 @@ class BatchSender:
         ]
         if futures:
             await asyncio.gather(*futures)
+
+
+class SendTracker:
+    """Sends not yet confirmed by the broker, which any number of callers can wait for.
+
+    Each `confirm()` waits for every send tracked before it was called, including the ones
+    another caller is already waiting for (a rebalance must not go on while the agent's own
+    confirmation is still pending).
+    """
+
+    def __init__(self) -> None:
+        self._sent: list[asyncio.Future[Any]] = []
+
+    def track(self, future: Any) -> Any:
+        self._sent.append(future)
+        return future
+
+    async def confirm(self) -> None:
+        sent = list(self._sent)
+        if not sent:
+            return
+        await asyncio.gather(*sent)  # a failed send raises here, and stays tracked
+        confirmed = {id(f) for f in sent}  # sends tracked during the wait stay
+        self._sent = [f for f in self._sent if id(f) not in confirmed]
