@@ -47,6 +47,7 @@ class Outputs(Protocol):
 
 TICK = b""  # an empty envelope: lets the agent flush an idle partition
 BACKLOG_FLUSH_FACTOR = 5
+CATCH_UP_MS = 300_000  # a watermark this far behind the clock: replaying history, not live
 
 
 def _wall_ms() -> int:
@@ -184,11 +185,13 @@ class ScoringService:
             alerts = state.take_outbox()
             messages.extend(self.outputs.alert_message(a) for a in alerts)
             self.alerts_published += len(alerts)
-            # Catching up on a backlog, an open window is superseded within seconds: closing
-            # windows go out at once, open ones at the spaced-out flush pace (the backlog's
-            # end publishes everything at the next emit).
+            # Catching up on history (a backlog, event time well behind the clock), an open
+            # window is superseded within seconds: closing windows go out at once, open ones
+            # at the spaced-out flush pace; the backlog's end publishes everything at the next
+            # emit. A live stream with a momentary backlog publishes at every emit.
+            catching_up = runtime.backlog and (state.watermark_ms or 0) < now_ms - CATCH_UP_MS
             spacing = self.flush_interval_s * BACKLOG_FLUSH_FACTOR
-            open_windows = not runtime.backlog or now - runtime.last_open_publish >= spacing
+            open_windows = not catching_up or now - runtime.last_open_publish >= spacing
             if open_windows:
                 runtime.last_open_publish = now
             publication = self.publisher.publish(state, now_ms, open_windows=open_windows)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
 from streams.core.events import validate_event
 from streams.core.plan import ScoringPlan
 from streams.scoring.envelope import encode_envelope, entry_for
 from streams.scoring.service import ScoringService
-from tests.factories import event, local_ms
+from tests.factories import LOCAL, event, local_ms
 from tests.scoring.test_fold import CONFIG
 
 
@@ -130,3 +131,22 @@ def test_without_a_backlog_every_changed_window_is_published_at_each_emit(
 
 def day_start(date: str) -> int:
     return local_ms(f"{date} 00:00")
+
+
+def test_a_live_stream_with_a_momentary_backlog_still_publishes_at_each_emit(
+    small_plan: ScoringPlan,
+) -> None:
+    service = ScoringService(
+        small_plan,
+        CONFIG,
+        RecordingOutputs(),  # type: ignore[arg-type]
+        flush_interval_s=60,
+        idle_advance_s=600,
+    )
+    feeder = Feeder(small_plan, service)
+    now = datetime.now(LOCAL)
+    minutes_ago = [(now - timedelta(minutes=m)).strftime("%Y-%m-%d %H:%M") for m in (3, 2, 1)]
+    feeder.send(minutes_ago[:1], backlog=True)
+    service.emit()
+    feeder.send(minutes_ago[1:], backlog=True)  # event time near the clock: live, not history
+    assert ("day", day_start(now.strftime("%Y-%m-%d"))) in published_windows(service.emit())
