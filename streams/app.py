@@ -29,7 +29,7 @@ from streams.kafka_compat import SCHEME, register_transport
 from streams.kafka_security import client_kwargs, faust_credentials
 from streams.metrics import CemiCollector, exposition, registry_for
 from streams.outputs import AvroOutputs
-from streams.scoring.fold import FoldConfig
+from streams.scoring.fold import FoldConfig, control_key, resume_position
 from streams.scoring.network import NetworkState, decode_summary
 from streams.scoring.publish import NetworkView
 from streams.scoring.service import Message, ScoringService
@@ -166,6 +166,16 @@ def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | N
     def load() -> list[tuple[str, bytes]]:
         return list(state.items())
 
+    def resume_positions(tps: set[Any]) -> dict[Any, int]:
+        # called by the transport after each recovery, before the streams resume
+        return {
+            tp: resume_position(state.get(control_key(tp.partition)))
+            for tp in tps
+            if tp.topic == envelopes_name
+        }
+
+    app.resume_positions = resume_positions  # type: ignore[attr-defined]
+
     unit_scores = raw_topic(topics.unit_scores, 1)
     network_table: ConfirmingTable = app.Table(  # type: ignore[assignment]
         "network",
@@ -225,7 +235,13 @@ def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | N
             except Exception:  # no fetch position yet
                 waiting = 0
             flushed = runtime.scoring.on_envelope(
-                message.partition, event.value, event, load, write, backlog=waiting > 1
+                message.partition,
+                event.value,
+                event,
+                load,
+                write,
+                backlog=waiting > 1,
+                offset=message.offset,
             )
             if flushed:
                 # Acknowledge only once the changelog has the flush: Faust commits acked

@@ -11,6 +11,9 @@ And one for Faust itself, on any broker:
 3. Faust's producer `flush()` (before a recovery reads the changelogs' ends) gives up on its
    send buffer when a message takes over 0.1 s to be handed on, which a loaded worker easily
    does; a table write sent after that reading is overwritten by the recovery. Ours drains.
+4. After a recovery Faust resumes each partition at the group's committed offset. An app can
+   set `resume_positions(tps) -> {tp: offset}` on itself: a partition whose recovered state
+   holds less than that offset says so, and is resumed at its own position instead.
 
 Faust gets both through a transport registered under the `cemi` URL scheme.
 """
@@ -118,6 +121,24 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
 class _Consumer(faust_aiokafka.Consumer):
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    async def seek_to_committed(self) -> Mapping[Any, int]:
+        """Faust's `perform_seek` after every recovery: the committed offsets, except where
+        the app's recovered state asks to resume earlier."""
+        committed = dict(await super().seek_to_committed())
+        positions = getattr(self.app, "resume_positions", None)
+        if positions is None:
+            return committed
+        for tp, position in positions(set(committed)).items():
+            current = committed.get(tp)
+            if current is not None and 0 <= position < current:
+                log.warning(
+                    "%s[%d]: resuming at %d, before the committed %d (the recovered state "
+                    "is older)", tp.topic, tp.partition, position, current,
+                )  # fmt: skip
+                await self._seek(tp, position)
+                committed[tp] = position
+        return committed
 
 
 class _Producer(faust_aiokafka.Producer):

@@ -139,6 +139,10 @@ class PartitionState:
         # transition whose machine state was flushed is published even after a crash.
         self.outbox: list[dict[str, Any]] = []
         self.newest_ingest_ms = 0
+        # The offset of the last envelope folded in: persisted with the control value, so a
+        # worker that recovers this state resumes the envelope partition right after it,
+        # whatever offset the consumer group committed (see `resume_position`).
+        self.envelope_offset = -1
 
     # -- folding -----------------------------------------------------------------------
 
@@ -435,7 +439,7 @@ class PartitionState:
                 state.bases_unsaved = False
         writes.extend((key, None) for key in sorted(self.deleted))
         self.deleted.clear()
-        writes.append((f"{p}/c", self._dump_control()))
+        writes.append((control_key(p), self._dump_control()))
         return writes
 
     def _dump_control(self) -> bytes:
@@ -456,6 +460,7 @@ class PartitionState:
                     for u, s in self.units.items()
                 },
                 "o": self.outbox,
+                "e": self.envelope_offset,
             }
         )
 
@@ -486,6 +491,7 @@ class PartitionState:
                 }
                 state.counts = Counts(*control["n"])
                 state.outbox = control.get("o", [])
+                state.envelope_offset = control.get("e", -1)
                 for unit, data in control["u"].items():
                     state.units[unit] = UnitState(
                         guard=data["g"], next_chunk=data["c"], rolling=_load_rolling(data["r"])
@@ -549,6 +555,22 @@ def _load_rolling(data: Any) -> UnitRolling | None:
         return None
     machines = {int(i): AlertState(*m) for i, m in data["m"].items()}
     return UnitRolling(boundary=data["b"], machines=machines)
+
+
+def control_key(partition: int) -> str:
+    return f"{partition}/c"
+
+
+def resume_position(control: Any) -> int:
+    """Where a worker recovering a partition's state resumes its envelopes: right after the
+    last envelope that state holds (0 without a control value). Faust resumes at the consumer
+    group's committed offset, which the acks keep at or behind the persisted state; but a
+    state whose newest writes were lost (a recovery that read the changelog's end while they
+    were on their way) is older than that offset, and only this position re-delivers what it
+    is missing."""
+    if control is None:
+        return 0
+    return int(_decoded(control).get("e", -1)) + 1
 
 
 def window_table_key(partition: int, key: WindowKey) -> str:

@@ -101,14 +101,26 @@ class ScoringService:
         load: Callable[[], Iterable[tuple[str, bytes]]],
         write: Callable[[str, bytes | None], None],
         backlog: bool = False,
+        offset: int | None = None,
     ) -> list[Ackable]:
-        """Fold one envelope (an empty one is a flush tick). Returns the envelopes to
-        acknowledge once the writes made by this call are confirmed (empty: no flush).
-        `backlog`: more envelopes of this partition are waiting on the broker."""
+        """Fold one envelope (an empty one is a flush tick) read at `offset` of its
+        partition. Returns the envelopes to acknowledge once the writes made by this call
+        are confirmed (empty: no flush). `backlog`: more envelopes of this partition are
+        waiting on the broker."""
         runtime = self._runtime(partition, load)
         now = time.monotonic()
         state = runtime.state
-        if value:
+        replayed = offset is not None and offset <= state.envelope_offset
+        if offset is not None and not replayed:
+            if offset > state.envelope_offset + 1 and state.envelope_offset >= 0:
+                log.warning(
+                    "partition %d: envelopes %d..%d skipped (not delivered)",
+                    partition, state.envelope_offset + 1, offset - 1,
+                )  # fmt: skip
+            state.envelope_offset = offset
+        if value and replayed:  # already in this state: a re-delivery after a rebalance
+            state.counts.replayed += len(read_envelope(value)[0])
+        elif value:
             entries, behind, caught_up = read_envelope(value)
             state.apply(entries, _wall_ms(), behind, caught_up)
             runtime.last_envelope = runtime.last_idle_advance = now

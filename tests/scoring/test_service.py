@@ -8,6 +8,7 @@ from typing import Any
 from streams.core.events import validate_event
 from streams.core.plan import ScoringPlan
 from streams.scoring.envelope import encode_envelope, entry_for
+from streams.scoring.fold import PartitionState, control_key, resume_position
 from streams.scoring.service import ScoringService
 from tests.factories import LOCAL, event, local_ms
 from tests.scoring.test_fold import CONFIG
@@ -50,12 +51,16 @@ class Feeder:
         self.plan = plan
         self.service = service
         self.offset = 0
+        self.envelope_offset = -1
+        self.sent: list[tuple[int, bytes]] = []
         self.table: dict[str, bytes | None] = {}
 
     def write(self, key: str, value: bytes | None) -> None:
         self.table[key] = value
 
-    def send(self, times: list[str], backlog: bool) -> None:
+    def send(self, times: list[str], backlog: bool, at: int | None = None) -> None:
+        """An envelope of install events at these local times; `at`: its envelope offset
+        (default: the next one)."""
         rows = []
         for when in times:
             on_time = self.offset % 2 == 0  # every event moves a score
@@ -72,8 +77,16 @@ class Feeder:
             rows.append(entry_for(e, self.plan.contributions(e), "in", 0, self.offset, 1))
             self.offset += 1
         value = encode_envelope(rows)
+        if at is None:
+            at = self.envelope_offset = self.envelope_offset + 1
         load = lambda: list(self.table.items())  # noqa: E731
-        self.service.on_envelope(0, value, Envelope(), load, self.write, backlog=backlog)
+        self.service.on_envelope(0, value, Envelope(), load, self.write, backlog=backlog, offset=at)
+        self.sent.append((at, value))
+
+    def redeliver(self, at: int) -> None:
+        value = dict(self.sent)[at]
+        load = lambda: list(self.table.items())  # noqa: E731
+        self.service.on_envelope(0, value, Envelope(), load, self.write, offset=at)
 
 
 def published_windows(messages: list[Any]) -> set[tuple[str, int]]:
@@ -150,3 +163,40 @@ def test_a_live_stream_with_a_momentary_backlog_still_publishes_at_each_emit(
     service.emit()
     feeder.send(minutes_ago[1:], backlog=True)  # event time near the clock: live, not history
     assert ("day", day_start(now.strftime("%Y-%m-%d"))) in published_windows(service.emit())
+
+
+def test_an_envelope_delivered_again_changes_nothing_and_counts_as_replayed(
+    small_plan: ScoringPlan,
+) -> None:
+    service = ScoringService(
+        small_plan,
+        CONFIG,
+        RecordingOutputs(),  # type: ignore[arg-type]
+        flush_interval_s=60,
+        idle_advance_s=600,
+    )
+    feeder = Feeder(small_plan, service)
+    feeder.send(["2026-11-05 10:00", "2026-11-05 10:01"], backlog=False)
+    feeder.send(["2026-11-05 10:02"], backlog=False)
+    feeder.redeliver(0)
+    counts = service.counts()
+    assert (counts.scored, counts.replayed) == (3, 2)
+
+
+def test_a_recovered_state_resumes_its_envelopes_right_after_the_last_one_it_holds(
+    small_plan: ScoringPlan,
+) -> None:
+    service = ScoringService(
+        small_plan,
+        CONFIG,
+        RecordingOutputs(),  # type: ignore[arg-type]
+        flush_interval_s=0,  # every envelope is flushed
+        idle_advance_s=600,
+    )
+    feeder = Feeder(small_plan, service)
+    assert resume_position(feeder.table.get(control_key(0))) == 0  # nothing folded yet
+    feeder.send(["2026-11-05 10:00"], backlog=False)
+    feeder.send(["2026-11-05 10:01"], backlog=False, at=7)
+    assert resume_position(feeder.table[control_key(0)]) == 8
+    reloaded = PartitionState.load(0, CONFIG, list(feeder.table.items()), 0)
+    assert reloaded.envelope_offset == 7
