@@ -12,15 +12,17 @@ registry: the outputs then carry schemas whose header is the Confluent one).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from io import BytesIO
 from typing import Any, Final
 
 import orjson
 from fastavro import schemaless_reader, schemaless_writer
+from fastavro.validation import ValidationError, validate
 
 from streams.core.events import InvalidEvent
 from streams.wire import registry as confluent
+from streams.wire.fast_writer import compile_writer, reject
 from streams.wire.schemas import SchemaStore, StoredSchema, event_type_of
 
 SINGLE_OBJECT_MAGIC: Final = b"\xc3\x01"
@@ -163,8 +165,53 @@ class EventDecoder:
         return record
 
 
+class InvalidRecord(ValueError):
+    """A record that does not match the schema it is encoded with."""
+
+
+# id(StoredSchema) -> (that schema, its writer): the schema is held, so its id is not reused
+_WRITERS: dict[int, tuple[StoredSchema, Callable[[Any], bytes]]] = {}
+_MAX_WRITERS: Final = 256
+
+
 def encode(schema: StoredSchema, record: dict[str, Any]) -> bytes:
-    """Single-object Avro encoding of `record` with `schema`."""
+    """Single-object Avro encoding of `record` with `schema` (its header, then the body).
+
+    A writer generated for the schema (`streams.wire.fast_writer`) writes the records whose
+    values all have exactly the schema's types, byte for byte as fastavro would; any other
+    record is validated against the schema (InvalidRecord when it does not match: a None in a
+    non-nullable field, a wrong type, an int out of range) and written by fastavro.
+    """
+    found = _WRITERS.get(id(schema))
+    if found is None or found[0] is not schema:
+        found = _writer_of(schema)
+    try:
+        return found[1](record)
+    except Exception:  # not a record the generated writer takes
+        return encode_checked(schema, record)
+
+
+def _writer_of(schema: StoredSchema) -> tuple[StoredSchema, Callable[[Any], bytes]]:
+    writer = compile_writer(schema.parsed, schema.header)
+    if writer is None:  # constructs the generated writers do not handle: all to fastavro
+        writer = reject
+    if len(_WRITERS) >= _MAX_WRITERS:
+        _WRITERS.clear()
+    found = _WRITERS[id(schema)] = (schema, writer)
+    return found
+
+
+def encode_checked(schema: StoredSchema, record: dict[str, Any]) -> bytes:
+    """`encode` by fastavro alone, the record validated first (fastavro's writer alone takes,
+    e.g., None or any truthy value as a boolean and a float as a long, silently)."""
+    # without raise_errors first: fastavro builds (JSON) error messages for every union
+    # branch that does not match, even in a valid record
+    if not validate(record, schema.parsed, raise_errors=False):
+        try:
+            validate(record, schema.parsed, raise_errors=True)
+        except ValidationError as error:
+            raise InvalidRecord(f"not a valid {schema.name}: {error}") from None
+        raise InvalidRecord(f"not a valid {schema.name}")
     out = BytesIO()
     out.write(schema.header)
     schemaless_writer(out, schema.parsed, record)
