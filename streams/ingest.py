@@ -10,6 +10,7 @@ then commit the input offsets (at-least-once; the scoring state skips replays by
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import Counter, deque
@@ -30,7 +31,7 @@ from streams.core.events import (
     without_literals,
 )
 from streams.core.plan import ScoringPlan
-from streams.kafka_compat import leave_group_in_generation_zero
+from streams.kafka_compat import leave_group_in_generation_zero, true_end_offsets
 from streams.kafka_security import client_kwargs
 from streams.scoring.envelope import encode_envelope, entry_for, partition_for, source_key
 from streams.settings import Settings
@@ -43,6 +44,7 @@ ALIGN_MAX_WAIT_S = 5.0  # how long a partition with data on the broker may hold 
 INGEST_REPORT_S = 10.0
 MAX_IN_FLIGHT = 3  # ingest batches sent but not yet acknowledged
 MAX_ENVELOPE_ENTRIES = 2_000  # keeps an envelope well under the broker's message size limit
+GROUP_BACKLOG_REFRESH_S = 2.0
 
 
 @dataclass
@@ -56,16 +58,64 @@ class IngestStats:
 
 
 class _DropOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Buffered records of revoked partitions are dropped: the new owner re-reads them."""
+    """Buffered records of revoked partitions are dropped: the new owner re-reads them. After
+    an assignment the group's backlog is read again at once."""
 
-    def __init__(self, aligner: Aligner[TopicPartition]) -> None:
+    def __init__(self, aligner: Aligner[TopicPartition], backlog: GroupBacklog | None) -> None:
         self.aligner = aligner
+        self.backlog = backlog
 
     def on_partitions_revoked(self, revoked: Any) -> None:
         self.aligner.drop(revoked)
 
-    def on_partitions_assigned(self, assigned: Any) -> None:
-        pass
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        if self.backlog is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.backlog.refresh(force=True), timeout=5)
+
+
+class GroupBacklog:
+    """The input partitions with records the ingest group has not committed, all of them.
+
+    Each envelope says which sources still have records to read, and such a source holds the
+    watermark. An ingest knows that first-hand only for the partitions assigned to it; while
+    the group rebalances (a worker joining or leaving) some partitions are read by nobody, and
+    a fast source elsewhere would otherwise run the watermark past their unread records (which
+    then came out late). So every ingest also reports the group's backlog: committed offset
+    behind the end, whoever owns the partition.
+    """
+
+    def __init__(self, consumer: AIOKafkaConsumer, topics: list[str]) -> None:
+        self.consumer = consumer
+        self.topics = topics
+        self.behind: set[str] = set()
+        self._next = 0.0
+
+    async def refresh(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now < self._next:
+            return
+        self._next = now + GROUP_BACKLOG_REFRESH_S
+        tps = [
+            TopicPartition(topic, partition)
+            for topic in self.topics
+            for partition in sorted(self.consumer.partitions_for_topic(topic) or ())
+        ]
+        if not tps:
+            return
+        try:
+            committed = await self.consumer._coordinator.fetch_committed_offsets(tps)
+            ends = await true_end_offsets(self.consumer, tps)
+        except Exception as error:  # the view is kept until the next refresh succeeds
+            log.debug("group backlog not refreshed: %r", error)
+            return
+        behind = set()
+        for tp in tps:
+            meta = committed.get(tp)
+            done = meta.offset if meta is not None and meta.offset >= 0 else 0
+            if ends.get(tp, 0) > done:
+                behind.add(source_key(tp.topic, tp.partition))
+        self.behind = behind
 
 
 class Ingest:
@@ -111,7 +161,8 @@ class Ingest:
         batch = self.settings.ingest_batch_events
         aligner: Aligner[TopicPartition] = Aligner(max_wait_s=ALIGN_MAX_WAIT_S)
         consumer = self.consumer()
-        consumer.subscribe(self.topics.inputs, listener=_DropOnRevoke(aligner))
+        group_backlog = GroupBacklog(consumer, self.topics.inputs)
+        consumer.subscribe(self.topics.inputs, listener=_DropOnRevoke(aligner, group_backlog))
         await consumer.start()
         leave_group_in_generation_zero(consumer)
         found = await self.producer.partitions_for(self.topics.envelopes)
@@ -165,6 +216,10 @@ class Ingest:
                         for tp in assigned
                         if left.get((tp.topic, tp.partition), 1) > 0  # unknown: not fetched yet
                     }
+                    # and the group's other partitions with records nobody committed yet
+                    await group_backlog.refresh()
+                    mine = {source_key(tp.topic, tp.partition) for tp in assigned}
+                    behind |= group_backlog.behind - mine
                     acked = await self.send(released, behind, assigned)
                     offsets: dict[TopicPartition, int] = {}
                     for tp, record in released:
