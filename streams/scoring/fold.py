@@ -43,7 +43,6 @@ from streams.core.windows import LocalCalendar, slice_start_ms
 from streams.scoring.alerting import AlertEvaluator, UnitRolling, add_into
 from streams.scoring.envelope import Entry
 
-CALENDAR: Final = ("day", "month")
 SEEN_CHUNK_IDS: Final = 2_000  # ~120 KB of JSON per seen-id chunk at most
 WindowKey = tuple[str, str, int]  # (unit, kind, start_ms)
 
@@ -108,6 +107,7 @@ class UnitState:
     chunks: dict[int, tuple[int, list[str]]] = field(default_factory=dict)  # newest time, ids
     next_chunk: int = 0
     slices: dict[int, Window] = field(default_factory=dict)  # rolling slices by start
+    calendar: set[WindowKey] = field(default_factory=set)  # its day and month windows
     rolling: UnitRolling | None = None  # alert evaluation state
 
 
@@ -247,6 +247,8 @@ class PartitionState:
                 window = self.windows[key] = Window()
                 if key[1] == "slice":
                     state.slices[key[2]] = window
+                else:
+                    state.calendar.add(key)
             if offset <= window.guard.get(source, -1):
                 continue  # already in this window: a flush was cut after writing it
             window.guard[source] = offset
@@ -272,11 +274,10 @@ class PartitionState:
             state.base_guard[source] = offset
             state.bases.add(unit, entry.service, entry.event_time, int(entry.payload))
             state.bases_unsaved = True
-            for key, window in self.windows.items():  # rate KPIs of later windows change
-                if key[0] == unit and key[1] in CALENDAR:
-                    end = self.calendar.window_end(key[1], key[2])  # type: ignore[arg-type]
-                    if end > entry.event_time:
-                        window.changed = True
+            for key in state.calendar:  # rate KPIs of later windows change
+                end = self.calendar.window_end(key[1], key[2])  # type: ignore[arg-type]
+                if end > entry.event_time:
+                    self.windows[key].changed = True
 
     def _into_rolling(self, state: UnitState, slice_start: int, payload: list[float]) -> None:
         """A late event in a slice the rolling window already holds goes into its sums."""
@@ -370,6 +371,7 @@ class PartitionState:
             successor = (unit, kind, self.window_end(key))
             if window.final and self.is_closed(successor) and not window.unsaved:
                 del self.windows[key]
+                self.units[unit].calendar.discard(key)
                 removed.append(key)
                 if window.persisted:
                     self.deleted.add(window_table_key(self.partition, key))
@@ -514,8 +516,11 @@ class PartitionState:
             # a chunk written after the control value: its number must not be reused
             unit_state.next_chunk = max(unit_state.next_chunk, chunk + 1)
         for (unit, kind, start), window in state.windows.items():
+            unit_state = state.units.setdefault(unit, UnitState())
             if kind == "slice":
-                state.units.setdefault(unit, UnitState()).slices[start] = window
+                unit_state.slices[start] = window
+            else:
+                unit_state.calendar.add((unit, kind, start))
         for unit_state in state.units.values():  # the rolling sums come back from the slices
             rolling = unit_state.rolling
             if rolling is not None:
