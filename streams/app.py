@@ -41,6 +41,7 @@ from streams.wire.schemas import SchemaStore
 
 log = logging.getLogger(__name__)
 REVOKE_CONFIRM_TIMEOUT_S = 10.0  # changelog sends normally confirm in milliseconds
+RESYNC_RETRY_S = 2.0
 
 
 class ConfirmingTable(faust.Table):  # type: ignore[misc,type-arg]
@@ -226,10 +227,31 @@ def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | N
             if messages:
                 await runtime.send(messages)
 
+    resyncs: dict[int, tuple[int, float]] = {}  # partition -> (offset asked for, when)
+
+    async def resync(tp: Any, expected: int, got: int) -> None:
+        # Faust drops messages after a rebalance now and then (a fetched batch of the old
+        # generation runs its read offset past the re-fetched ones): ask for the missing
+        # envelopes again, and again if they do not come (the same race can eat a seek).
+        asked = resyncs.get(tp.partition)
+        now = time.monotonic()
+        if asked is not None and asked[0] == expected and now - asked[1] < RESYNC_RETRY_S:
+            return
+        log.warning(
+            "%s[%d]: envelope %d delivered while %d was expected; reading from %d again",
+            tp.topic, tp.partition, got, expected, expected,
+        )  # fmt: skip
+        resyncs[tp.partition] = (expected, now)
+        await app.consumer.seek(tp, expected)
+
     @app.agent(envelopes, name="score")
     async def score(stream: Any) -> None:
         async for event in stream.noack().events():
             message = event.message
+            expected = runtime.scoring.next_offset(message.partition, load)
+            if expected is not None and message.offset > expected:
+                await resync(message.tp, expected, message.offset)
+                continue  # not acknowledged: delivered again after the missing ones
             try:  # envelopes waiting behind this one: the fold is catching up
                 waiting = app.consumer.highwater(message.tp) - message.offset - 1
             except Exception:  # no fetch position yet

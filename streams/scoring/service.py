@@ -112,11 +112,6 @@ class ScoringService:
         state = runtime.state
         replayed = offset is not None and offset <= state.envelope_offset
         if offset is not None and not replayed:
-            if offset > state.envelope_offset + 1 and state.envelope_offset >= 0:
-                log.warning(
-                    "partition %d: envelopes %d..%d skipped (not delivered)",
-                    partition, state.envelope_offset + 1, offset - 1,
-                )  # fmt: skip
             state.envelope_offset = offset
         if value and replayed:  # already in this state: a re-delivery after a rebalance
             state.counts.replayed += len(read_envelope(value)[0])
@@ -147,6 +142,14 @@ class ScoringService:
         runtime.pending = []
         runtime.last_flush = now
         return flushed
+
+    def next_offset(
+        self, partition: int, load: Callable[[], Iterable[tuple[str, bytes]]]
+    ) -> int | None:
+        """The envelope offset this partition's state expects next (None: any, the state
+        holds no envelope yet). An envelope past it means envelopes were not delivered."""
+        envelope_offset = self._runtime(partition, load).state.envelope_offset
+        return envelope_offset + 1 if envelope_offset >= 0 else None
 
     def _runtime(
         self, partition: int, load: Callable[[], Iterable[tuple[str, bytes]]]

@@ -200,3 +200,20 @@ def test_a_recovered_state_resumes_its_envelopes_right_after_the_last_one_it_hol
     assert resume_position(feeder.table[control_key(0)]) == 8
     reloaded = PartitionState.load(0, CONFIG, list(feeder.table.items()), 0)
     assert reloaded.envelope_offset == 7
+
+
+def test_the_next_expected_envelope_follows_the_last_one_folded(small_plan: ScoringPlan) -> None:
+    service = ScoringService(
+        small_plan,
+        CONFIG,
+        RecordingOutputs(),  # type: ignore[arg-type]
+        flush_interval_s=60,
+        idle_advance_s=600,
+    )
+    feeder = Feeder(small_plan, service)
+    load = lambda: list(feeder.table.items())  # noqa: E731
+    assert service.next_offset(0, load) is None  # nothing folded: any offset is welcome
+    feeder.send(["2026-11-05 10:00"], backlog=False, at=4)
+    feeder.send(["2026-11-05 10:01"], backlog=False, at=5)
+    feeder.redeliver(4)
+    assert service.next_offset(0, load) == 6
