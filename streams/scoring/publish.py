@@ -37,17 +37,23 @@ def record_topic_key(record: Record) -> bytes:
         record["window"],
         record["window_start"],
     )
-    return "/".join("-" if p is None else str(p) for p in parts).encode()
+    key = _TOPIC_KEYS.get(parts)
+    if key is None:
+        if len(_TOPIC_KEYS) >= _TOPIC_KEYS_MAX:
+            _TOPIC_KEYS.clear()
+        key = _TOPIC_KEYS[parts] = "/".join("-" if p is None else str(p) for p in parts).encode()
+    return key
 
 
-# fields that say when and how often, not what: they alone never make a row worth re-sending
-VOLATILE = frozenset(("revision", "final", "published_at_ms", "newest_event_ingest_ms"))
+# the same keys come back at every publication of a window
+_TOPIC_KEYS: dict[tuple[Any, ...], bytes] = {}
+_TOPIC_KEYS_MAX = 200_000
 
 
-def _same(before: Record | None, row: Record) -> bool:
-    if before is None:
-        return False
-    return all(before[f] == v for f, v in row.items() if f not in VOLATILE)
+def _signature(row: Record) -> tuple[Any, ...]:
+    """What a row says, before the fields that say when and how often are added (rows are
+    built field by field in one order, so equal values mean an unchanged row)."""
+    return tuple(row.values())
 
 
 NetworkView = tuple[float | None, dict[MeanKey, float]]  # network score, means per key
@@ -66,6 +72,8 @@ class Publisher:
         # the last published row per record key, per (partition, window)
         self._records: dict[tuple[int, WindowKey], dict[RecordKey, Record]] = {}
         self._without_network: set[tuple[int, WindowKey]] = set()  # published without means
+        # per (partition, window): the signature of each row as last published
+        self._signatures: dict[tuple[int, WindowKey], dict[RecordKey, tuple[Any, ...]]] = {}
 
     def _rows(self, state: PartitionState, key: WindowKey, window: Window) -> list[Record]:
         unit, _, _ = key
@@ -117,6 +125,7 @@ class Publisher:
             if window.changed:  # changed since its last publication: published anew
                 continue
             rows = self._annotated_rows(state, key, window)
+            self._signatures[(state.partition, key)] = {record_key(r): _signature(r) for r in rows}
             for row in rows:
                 row["window_start_ms"] = key[2]
                 row["revision"] = window.revision
@@ -154,7 +163,13 @@ class Publisher:
             window.changed = False
             published = self._records.setdefault((state.partition, key), {})
             self._scores[(state.partition, key)] = {record_key(r): r["score"] for r in rows}
-            going = [r for r in rows if closed or not _same(published.get(record_key(r)), r)]
+            signatures = self._signatures.setdefault((state.partition, key), {})
+            going = []
+            for row in rows:
+                row_key, signature = record_key(row), _signature(row)
+                if closed or signatures.get(row_key) != signature:
+                    signatures[row_key] = signature
+                    going.append(row)
             if not going:
                 continue
             window.revision += 1
@@ -198,6 +213,7 @@ class Publisher:
     def forget(self, partition: int, key: WindowKey) -> None:
         self._scores.pop((partition, key), None)
         self._records.pop((partition, key), None)
+        self._signatures.pop((partition, key), None)
         self._without_network.discard((partition, key))
 
     def forget_partition(self, partition: int) -> None:
@@ -205,4 +221,6 @@ class Publisher:
             del self._scores[cached]
         for cached in [k for k in self._records if k[0] == partition]:
             del self._records[cached]
+        for cached in [k for k in self._signatures if k[0] == partition]:
+            del self._signatures[cached]
         self._without_network = {k for k in self._without_network if k[0] != partition}

@@ -48,6 +48,7 @@ class Outputs(Protocol):
 TICK = b""  # an empty envelope: lets the agent flush an idle partition
 BACKLOG_FLUSH_FACTOR = 5
 CATCH_UP_MS = 300_000  # a watermark this far behind the clock: replaying history, not live
+CATCH_UP_PUBLISH_S = 15.0  # open windows' publication interval while catching up
 
 
 def _wall_ms() -> int:
@@ -202,11 +203,10 @@ class ScoringService:
             self.alerts_published += len(alerts)
             # Catching up on history (a backlog, event time well behind the clock), an open
             # window is superseded within seconds: closing windows go out at once, open ones
-            # at the spaced-out flush pace; the backlog's end publishes everything at the next
+            # every CATCH_UP_PUBLISH_S; the backlog's end publishes everything at the next
             # emit. A live stream with a momentary backlog publishes at every emit.
             catching_up = runtime.backlog and (state.watermark_ms or 0) < now_ms - CATCH_UP_MS
-            spacing = self.flush_interval_s * BACKLOG_FLUSH_FACTOR
-            open_windows = not catching_up or now - runtime.last_open_publish >= spacing
+            open_windows = not catching_up or now - runtime.last_open_publish >= CATCH_UP_PUBLISH_S
             if open_windows:
                 runtime.last_open_publish = now
             publication = self.publisher.publish(state, now_ms, open_windows=open_windows)

@@ -100,7 +100,7 @@ def test_a_backlog_publishes_closing_windows_at_once_and_open_ones_when_it_ends(
         small_plan,
         CONFIG,
         RecordingOutputs(),  # type: ignore[arg-type]
-        flush_interval_s=60,  # the spaced-out open-window publication does not come due here
+        flush_interval_s=60,
         idle_advance_s=600,
     )
     feeder = Feeder(small_plan, service)
