@@ -167,8 +167,18 @@ def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | N
     def load() -> list[tuple[str, bytes]]:
         return list(state.items())
 
+    recovered = [False]  # the table holds its assigned partitions' changelogs
+
+    @state.on_recover  # type: ignore[misc]
+    async def state_recovered() -> None:
+        recovered[0] = True
+
     def resume_positions(tps: set[Any]) -> dict[Any, int]:
-        # called by the transport after each recovery, before the streams resume
+        # Called by the transport whenever Faust seeks to the committed offsets: after each
+        # recovery (before the streams resume), and also during a rebalance, before the
+        # table is recovered (then the committed offsets stand; the recovery seeks again).
+        if not recovered[0]:
+            return {}
         return {
             tp: resume_position(state.get(control_key(tp.partition)))
             for tp in tps
@@ -278,13 +288,16 @@ def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | N
     @app.timer(emit_interval_s)
     async def emit() -> None:
         started = time.monotonic()
-        if runtime.sender is None or started < next_emit[0]:
+        # A stopping worker publishes nothing more: it has left (or is leaving) the group,
+        # and what it would publish now could land after the new owner's newer rows.
+        if runtime.sender is None or started < next_emit[0] or app.should_stop:
             return
         if tables_recovered(app):
             # a partition's state is loaded when its first envelope arrives; one without new
             # input (a restart at the end of a stream, a quiet unit) is loaded here, so its
             # counts, scores, closing windows and alerts are served all the same
             owned = {tp.partition for tp in app.consumer.assignment() if tp.topic == envelopes_name}
+            runtime.scoring.revoke(p for p in list(runtime.scoring.partitions) if p not in owned)
             runtime.scoring.adopt(owned, load)
         messages = runtime.scoring.emit()
         if runtime.network is not None:
@@ -292,6 +305,8 @@ def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | N
             records, network_views = runtime.network.publish(now_ms)
             messages.extend(runtime.outputs.score_message(r) for r in records)
             messages.extend(runtime.outputs.network_view_message(v) for v in network_views)
+        if app.should_stop:
+            return
         await runtime.send(messages)
         # Coalescing under load: publication may take at most a quarter of the time, so a
         # catch-up spends its CPU on folding and publishes less often (never less correctly:
@@ -312,6 +327,7 @@ def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | N
             )
         except TimeoutError:
             log.error("table writes unconfirmed at a rebalance: recovery may load older values")
+        recovered[0] = False
         runtime.scoring.revoke(tp.partition for tp in revoked if tp.topic == topics.envelopes)
 
     app.on_partitions_revoked.connect(on_revoked)  # type: ignore[arg-type]
