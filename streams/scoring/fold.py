@@ -363,18 +363,21 @@ class PartitionState:
         removed: list[WindowKey] = []
         horizon = watermark - self.config.allowed_lateness_ms
         self.expire_slices()
-        for key in list(self.windows):
-            unit, kind, start = key
-            if kind == "slice":
-                continue
-            window = self.windows[key]
-            successor = (unit, kind, self.window_end(key))
-            if window.final and self.is_closed(successor) and not window.unsaved:
-                del self.windows[key]
-                self.units[unit].calendar.discard(key)
-                removed.append(key)
-                if window.persisted:
-                    self.deleted.add(window_table_key(self.partition, key))
+        oldest_start: dict[str, int] = {}
+        for unit, state in self.units.items():
+            for key in list(state.calendar):
+                window = self.windows[key]
+                if window.final and not window.unsaved:
+                    successor = (unit, key[1], self.window_end(key))
+                    if self.is_closed(successor):
+                        del self.windows[key]
+                        state.calendar.discard(key)
+                        removed.append(key)
+                        if window.persisted:
+                            self.deleted.add(window_table_key(self.partition, key))
+                        continue
+                if key[2] < oldest_start.get(unit, key[2] + 1):
+                    oldest_start[unit] = key[2]
         for unit, state in self.units.items():
             for chunk, (newest, ids) in list(state.chunks.items()):
                 if newest < horizon:
@@ -383,10 +386,6 @@ class PartitionState:
                         state.seen.pop(event_id, None)
                     self.deleted.add(f"{self.partition}/d/{unit}/{chunk}")
         # A snapshot matters while it is the latest before the end of a window still kept.
-        oldest_start: dict[str, int] = {}
-        for unit, kind, start in self.windows:
-            if kind != "slice" and start < oldest_start.get(unit, start + 1):
-                oldest_start[unit] = start
         for unit, state in self.units.items():
             if unit in oldest_start:
                 state.bases.prune(oldest_start[unit])

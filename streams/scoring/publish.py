@@ -34,20 +34,17 @@ def record_topic_key(record: Record) -> bytes:
         record["service"],
         record["touchpoint"],
         record["kpi"],
-        record["window"],
-        record["window_start"],
     )
-    key = _TOPIC_KEYS.get(parts)
-    if key is None:
-        if len(_TOPIC_KEYS) >= _TOPIC_KEYS_MAX:
-            _TOPIC_KEYS.clear()
-        key = _TOPIC_KEYS[parts] = "/".join("-" if p is None else str(p) for p in parts).encode()
-    return key
+    prefix = _KEY_PREFIXES.get(parts)
+    if prefix is None:  # the same rows come back in every window
+        if len(_KEY_PREFIXES) >= _KEY_PREFIXES_MAX:
+            _KEY_PREFIXES.clear()
+        prefix = _KEY_PREFIXES[parts] = "/".join("-" if p is None else str(p) for p in parts)
+    return f"{prefix}/{record['window']}/{record['window_start']}".encode()
 
 
-# the same keys come back at every publication of a window
-_TOPIC_KEYS: dict[tuple[Any, ...], bytes] = {}
-_TOPIC_KEYS_MAX = 200_000
+_KEY_PREFIXES: dict[tuple[Any, ...], str] = {}
+_KEY_PREFIXES_MAX = 100_000
 
 
 def _signature(row: Record) -> tuple[Any, ...]:

@@ -205,6 +205,8 @@ class ScoringService:
             # window is superseded within seconds: closing windows go out at once, open ones
             # every CATCH_UP_PUBLISH_S; the backlog's end publishes everything at the next
             # emit. A live stream with a momentary backlog publishes at every emit.
+            if now - runtime.last_envelope >= self.flush_interval_s:
+                runtime.backlog = False  # nothing arrived for a while: no backlog left
             catching_up = runtime.backlog and (state.watermark_ms or 0) < now_ms - CATCH_UP_MS
             open_windows = not catching_up or now - runtime.last_open_publish >= CATCH_UP_PUBLISH_S
             if open_windows:

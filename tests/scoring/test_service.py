@@ -217,3 +217,24 @@ def test_the_next_expected_envelope_follows_the_last_one_folded(small_plan: Scor
     feeder.send(["2026-11-05 10:01"], backlog=False, at=5)
     feeder.redeliver(4)
     assert service.next_offset(0, load) == 6
+
+
+def test_a_backlog_ends_when_no_envelope_came_for_a_flush_interval(
+    small_plan: ScoringPlan,
+) -> None:
+    # the last envelope of a replay may still say "behind": silence ends the backlog all the
+    # same, and the open windows go out
+    service = ScoringService(
+        small_plan,
+        CONFIG,
+        RecordingOutputs(),  # type: ignore[arg-type]
+        flush_interval_s=60,
+        idle_advance_s=600,
+    )
+    feeder = Feeder(small_plan, service)
+    feeder.send(["2026-11-04 10:00"], backlog=True)
+    service.emit()
+    feeder.send(["2026-11-04 10:30"], backlog=True)
+    assert published_windows(service.emit()) == set()
+    service.partitions[0].last_envelope -= 61  # a flush interval of silence
+    assert ("day", day_start("2026-11-04")) in published_windows(service.emit())
