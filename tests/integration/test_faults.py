@@ -327,13 +327,6 @@ def restarts(stream: Stream, how: signal.Signals, count: int, n: int, seed: int)
 # -- the tests -------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=False,  # intermittent: 2 of the last 4 default runs
-    reason="product: after SIGKILL restarts the persisted counters (scored + duplicates) fall "
-    "short of what the windows hold (scores equal the batch, every envelope consumed and "
-    "committed): a recovered control value older than the recovered windows; see "
-    "docs/RELIABILITY.md, Fault tests",
-)
 def test_crash_sigkill_at_random_moments_loses_nothing_and_counts_nothing_twice(
     stream_factory: Any,
 ) -> None:
@@ -353,12 +346,6 @@ def test_clean_restarts_sigterm_recover_no_stale_state(stream_factory: Any) -> N
     restarts(stream, signal.SIGTERM, 5, 100_000 if LONG else 12_000, seed=8102)
 
 
-@pytest.mark.xfail(
-    strict=False,  # intermittent: 1 of the last 3 runs
-    reason="product: after the takeover the survivor ended 1,546 events short with unit scores "
-    "different from the batch (every event enveloped; folding had stopped); see "
-    "docs/RELIABILITY.md, Fault tests",
-)
 def test_rebalance_survivor_takes_over_after_a_kill(stream_factory: Any) -> None:
     """Two workers on 8 partitions; one is SIGKILLed mid-stream; the survivor takes all the
     partitions, restores their tables from the changelogs and ends equal to the batch; its
