@@ -11,7 +11,6 @@ import asyncio
 import logging
 import shutil
 import time
-from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,7 +42,6 @@ from streams.wire.schemas import SchemaStore
 log = logging.getLogger(__name__)
 REVOKE_CONFIRM_TIMEOUT_S = 10.0  # changelog sends normally confirm in milliseconds
 RESYNC_RETRY_S = 2.0
-MAX_UNCONFIRMED_FLUSHES = 4  # flushes folded past before the oldest must be confirmed
 
 
 class ConfirmingTable(faust.Table):  # type: ignore[misc,type-arg]
@@ -256,20 +254,6 @@ def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | N
         resyncs[tp.partition] = (expected, now)
         await app.consumer.seek(tp, expected)
 
-    # flushes whose envelopes wait for their changelog writes to be confirmed, oldest first
-    flushes: deque[tuple[asyncio.Future[Any] | None, list[Any]]] = deque()
-
-    def ack_confirmed() -> None:
-        while flushes:
-            confirmation, events = flushes[0]
-            if confirmation is not None:
-                if not confirmation.done():
-                    return
-                confirmation.result()  # a failed changelog send fails the agent here
-            flushes.popleft()
-            for event in events:
-                event.ack()
-
     @app.agent(envelopes, name="score")
     async def score(stream: Any) -> None:
         async for event in stream.noack().events():
@@ -292,19 +276,11 @@ def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | N
                 offset=message.offset,
             )
             if flushed:
-                # Acknowledged only once the changelog has the flush (Faust commits acked
-                # offsets, and a commit must never get ahead of the state it stands for),
-                # but the fold goes on meanwhile: confirmations are acked in flush order.
-                flushes.append((state.sends.confirmation(), flushed))
-                if len(flushes) > MAX_UNCONFIRMED_FLUSHES:
-                    confirmation = flushes[0][0]
-                    if confirmation is not None:
-                        await confirmation
-            ack_confirmed()
-
-    @app.timer(0.2)
-    async def ack_flushes() -> None:
-        ack_confirmed()
+                # Acknowledge only once the changelog has the flush: Faust commits acked
+                # offsets, and a commit must never get ahead of the state it stands for.
+                await state.confirm_sent()
+                for done in flushed:
+                    done.ack()
 
     emit_interval_s = settings.emit_interval_ms / 1000
     next_emit = [0.0]

@@ -75,22 +75,9 @@ class SendTracker:
         return future
 
     async def confirm(self) -> None:
-        confirmation = self.confirmation()
-        if confirmation is not None:
-            await confirmation
-
-    def confirmation(self) -> asyncio.Future[Any] | None:
-        """A future done when every send tracked so far is confirmed (None: nothing is
-        pending); sends tracked later are not waited for."""
         sent = list(self._sent)
         if not sent:
-            return None
-        gathered = asyncio.gather(*sent)  # a failed send fails it, and stays tracked
-
-        def forget(done: asyncio.Future[Any]) -> None:
-            if not done.cancelled() and done.exception() is None:
-                confirmed = {id(f) for f in sent}  # sends tracked meanwhile stay
-                self._sent = [f for f in self._sent if id(f) not in confirmed]
-
-        gathered.add_done_callback(forget)
-        return gathered
+            return
+        await asyncio.gather(*sent)  # a failed send raises here, and stays tracked
+        confirmed = {id(f) for f in sent}  # sends tracked during the wait stay
+        self._sent = [f for f in self._sent if id(f) not in confirmed]

@@ -76,27 +76,3 @@ def test_a_failed_send_fails_every_confirm() -> None:
         return raised
 
     assert asyncio.run(scenario()) == 2
-
-
-def test_a_confirmation_covers_the_sends_tracked_before_it_and_no_later_one() -> None:
-    async def scenario() -> tuple[bool, bool]:
-        loop = asyncio.get_running_loop()
-        tracker = SendTracker()
-        early, late = loop.create_future(), loop.create_future()
-        tracker.track(early)
-        confirmation = tracker.confirmation()
-        assert confirmation is not None
-        tracker.track(late)
-        early.set_result(None)
-        await asyncio.sleep(0)
-        done_without_late = confirmation.done()
-        later = tracker.confirmation()
-        assert later is not None
-        await asyncio.sleep(0)
-        waits_for_late = not later.done()
-        late.set_result(None)
-        await later
-        return done_without_late, waits_for_late
-
-    assert asyncio.run(scenario()) == (True, True)
-    assert SendTracker().confirmation() is None
