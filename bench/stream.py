@@ -661,9 +661,11 @@ def run_scorer(
         )
         quiet_since, last = time.monotonic(), -1
         deadline = time.monotonic() + 90
-        # Until publication is quiet (4 s): the network level follows an emit later, and
-        # windows closing on the idle watermark publish once more (final, same values).
-        while time.monotonic() - quiet_since < 4 and time.monotonic() < deadline:
+        # Until publication (network records included) is quiet for 10 s: the network level
+        # follows the units (it may still be folding their summaries), and windows closing
+        # on the idle watermark publish once more (final, same values). The time measured is
+        # the last changed record's, not the end of this wait.
+        while time.monotonic() - quiet_since < 10 and time.monotonic() < deadline:
             deployment.check_alive()
             now_published = deployment.totals().get("published_records", 0)
             if now_published != last:

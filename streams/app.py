@@ -304,6 +304,7 @@ def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | N
             now_ms = int(time.time() * 1000)
             records, network_views = runtime.network.publish(now_ms)
             messages.extend(runtime.outputs.score_message(r) for r in records)
+            runtime.scoring.published_records += len(records)  # score records too
             messages.extend(runtime.outputs.network_view_message(v) for v in network_views)
         if app.should_stop:
             return
