@@ -41,7 +41,8 @@ from streams.wire.schemas import SchemaStore
 
 log = logging.getLogger(__name__)
 REVOKE_CONFIRM_TIMEOUT_S = 10.0  # changelog sends normally confirm in milliseconds
-RESYNC_RETRY_S = 2.0
+RESYNC_RETRY_S = 2.0  # a seek with nothing after it but later envelopes was lost
+RESYNC_QUIET_S = 0.5  # no stale envelope for this long: the batch in hand is through
 
 
 class ConfirmingTable(faust.Table):  # type: ignore[misc,type-arg]
@@ -56,6 +57,15 @@ class ConfirmingTable(faust.Table):  # type: ignore[misc,type-arg]
 
     async def confirm_sent(self) -> None:
         await self.sends.confirm()
+
+
+@dataclass
+class Resync:
+    """A partition being read again from `expected` (envelopes were skipped)."""
+
+    expected: int
+    last_stale: float  # when an envelope past `expected` last came
+    sought_at: float | None = None
 
 
 @dataclass
@@ -237,22 +247,38 @@ def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | N
             if messages:
                 await runtime.send(messages)
 
-    resyncs: dict[int, tuple[int, float]] = {}  # partition -> (offset asked for, when)
+    # Faust drops messages after a rebalance now and then: a fetched batch of the old
+    # generation runs its read offset past the re-fetched records, which it then skips as
+    # read. Seeking back while the partition flows loses the same race (the batch in hand
+    # runs the read offset up again), so the partition is paused, the batch in hand is let
+    # through (skipped here), and only then is it sought back and resumed.
+    resyncs: dict[Any, Resync] = {}
 
-    async def resync(tp: Any, expected: int, got: int) -> None:
-        # Faust drops messages after a rebalance now and then (a fetched batch of the old
-        # generation runs its read offset past the re-fetched ones): ask for the missing
-        # envelopes again, and again if they do not come (the same race can eat a seek).
-        asked = resyncs.get(tp.partition)
+    def resync(tp: Any, expected: int, got: int) -> None:
+        current = resyncs.get(tp)
         now = time.monotonic()
-        if asked is not None and asked[0] == expected and now - asked[1] < RESYNC_RETRY_S:
+        if current is not None and current.expected == expected:
+            current.last_stale = now
+            if current.sought_at is not None and now - current.sought_at > RESYNC_RETRY_S:
+                current.sought_at = None  # the seek was lost: pause and seek again
+                app.consumer.pause_partitions({tp})
             return
         log.warning(
             "%s[%d]: envelope %d delivered while %d was expected; reading from %d again",
             tp.topic, tp.partition, got, expected, expected,
         )  # fmt: skip
-        resyncs[tp.partition] = (expected, now)
-        await app.consumer.seek(tp, expected)
+        resyncs[tp] = Resync(expected, now)
+        app.consumer.pause_partitions({tp})
+
+    @app.timer(0.25)
+    async def seek_back() -> None:
+        now = time.monotonic()
+        for tp, current in list(resyncs.items()):
+            if current.sought_at is None and now - current.last_stale >= RESYNC_QUIET_S:
+                current.sought_at = now
+                await app.consumer.seek(tp, current.expected)
+                if tables_recovered(app):  # in a rebalance Faust resumes, and seeks, itself
+                    app.consumer.resume_partitions({tp})
 
     @app.agent(envelopes, name="score")
     async def score(stream: Any) -> None:
@@ -260,8 +286,9 @@ def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | N
             message = event.message
             expected = runtime.scoring.next_offset(message.partition, load)
             if expected is not None and message.offset > expected:
-                await resync(message.tp, expected, message.offset)
+                resync(message.tp, expected, message.offset)
                 continue  # not acknowledged: delivered again after the missing ones
+            resyncs.pop(message.tp, None)
             try:  # envelopes waiting behind this one: the fold is catching up
                 waiting = app.consumer.highwater(message.tp) - message.offset - 1
             except Exception:  # no fetch position yet
@@ -329,6 +356,7 @@ def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | N
         except TimeoutError:
             log.error("table writes unconfirmed at a rebalance: recovery may load older values")
         recovered[0] = False
+        resyncs.clear()  # the recovery seeks every partition to where its state resumes
         runtime.scoring.revoke(tp.partition for tp in revoked if tp.topic == topics.envelopes)
 
     app.on_partitions_revoked.connect(on_revoked)  # type: ignore[arg-type]
