@@ -29,6 +29,7 @@ from streams.kafka_compat import SCHEME, register_transport
 from streams.kafka_security import client_kwargs, faust_credentials
 from streams.metrics import CemiCollector, exposition, registry_for
 from streams.outputs import AvroOutputs
+from streams.resync import Resync
 from streams.scoring.fold import FoldConfig, control_key, resume_position
 from streams.scoring.network import NetworkState, decode_summary
 from streams.scoring.publish import NetworkView
@@ -41,8 +42,6 @@ from streams.wire.schemas import SchemaStore
 
 log = logging.getLogger(__name__)
 REVOKE_CONFIRM_TIMEOUT_S = 10.0  # changelog sends normally confirm in milliseconds
-RESYNC_RETRY_S = 2.0  # a seek with nothing after it but later envelopes was lost
-RESYNC_QUIET_S = 0.5  # no stale envelope for this long: the batch in hand is through
 
 
 class ConfirmingTable(faust.Table):  # type: ignore[misc,type-arg]
@@ -57,15 +56,6 @@ class ConfirmingTable(faust.Table):  # type: ignore[misc,type-arg]
 
     async def confirm_sent(self) -> None:
         await self.sends.confirm()
-
-
-@dataclass
-class Resync:
-    """A partition being read again from `expected` (envelopes were skipped)."""
-
-    expected: int
-    last_stale: float  # when an envelope past `expected` last came
-    sought_at: float | None = None
 
 
 @dataclass
@@ -247,38 +237,11 @@ def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | N
             if messages:
                 await runtime.send(messages)
 
-    # Faust drops messages after a rebalance now and then: a fetched batch of the old
-    # generation runs its read offset past the re-fetched records, which it then skips as
-    # read. Seeking back while the partition flows loses the same race (the batch in hand
-    # runs the read offset up again), so the partition is paused, the batch in hand is let
-    # through (skipped here), and only then is it sought back and resumed.
-    resyncs: dict[Any, Resync] = {}
-
-    def resync(tp: Any, expected: int, got: int) -> None:
-        current = resyncs.get(tp)
-        now = time.monotonic()
-        if current is not None and current.expected == expected:
-            current.last_stale = now
-            if current.sought_at is not None and now - current.sought_at > RESYNC_RETRY_S:
-                current.sought_at = None  # the seek was lost: pause and seek again
-                app.consumer.pause_partitions({tp})
-            return
-        log.warning(
-            "%s[%d]: envelope %d delivered while %d was expected; reading from %d again",
-            tp.topic, tp.partition, got, expected, expected,
-        )  # fmt: skip
-        resyncs[tp] = Resync(expected, now)
-        app.consumer.pause_partitions({tp})
+    resync = Resync(lambda: app.consumer, lambda: tables_recovered(app))
 
     @app.timer(0.25)
     async def seek_back() -> None:
-        now = time.monotonic()
-        for tp, current in list(resyncs.items()):
-            if current.sought_at is None and now - current.last_stale >= RESYNC_QUIET_S:
-                current.sought_at = now
-                await app.consumer.seek(tp, current.expected)
-                if tables_recovered(app):  # in a rebalance Faust resumes, and seeks, itself
-                    app.consumer.resume_partitions({tp})
+        await resync.seek_back(time.monotonic())
 
     @app.agent(envelopes, name="score")
     async def score(stream: Any) -> None:
@@ -286,9 +249,10 @@ def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | N
             message = event.message
             expected = runtime.scoring.next_offset(message.partition, load)
             if expected is not None and message.offset > expected:
-                resync(message.tp, expected, message.offset)
+                # Faust skipped envelopes: read again from the expected one
+                resync.skipped(message.tp, expected, message.offset, time.monotonic())
                 continue  # not acknowledged: delivered again after the missing ones
-            resyncs.pop(message.tp, None)
+            resync.arrived(message.tp)
             try:  # envelopes waiting behind this one: the fold is catching up
                 waiting = app.consumer.highwater(message.tp) - message.offset - 1
             except Exception:  # no fetch position yet
@@ -356,7 +320,7 @@ def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | N
         except TimeoutError:
             log.error("table writes unconfirmed at a rebalance: recovery may load older values")
         recovered[0] = False
-        resyncs.clear()  # the recovery seeks every partition to where its state resumes
+        resync.clear()  # the recovery seeks every partition to where its state resumes
         runtime.scoring.revoke(tp.partition for tp in revoked if tp.topic == topics.envelopes)
 
     app.on_partitions_revoked.connect(on_revoked)  # type: ignore[arg-type]
