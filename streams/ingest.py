@@ -219,8 +219,8 @@ class Ingest:
                     # and the group's other partitions with records nobody committed yet
                     await group_backlog.refresh()
                     mine = {source_key(tp.topic, tp.partition) for tp in assigned}
-                    behind |= group_backlog.behind - mine
-                    acked = await self.send(released, behind, assigned)
+                    others = group_backlog.behind - mine
+                    acked = await self.send(released, behind, assigned, others)
                     offsets: dict[TopicPartition, int] = {}
                     for tp, record in released:
                         offsets[tp] = record.offset + 1
@@ -272,6 +272,7 @@ class Ingest:
         released: list[tuple[TopicPartition, Any]],
         behind: set[str] | None = None,
         assigned: set[TopicPartition] | None = None,
+        group_behind: set[str] | None = None,
     ) -> asyncio.Future[Any]:
         """Records in merge order -> envelopes and dead letters, sent; the returned future
         completes when the broker has acknowledged all of them."""
@@ -325,12 +326,12 @@ class Ingest:
         caught_up = sorted(
             {source_key(tp.topic, tp.partition) for tp in assigned or ()} - set(lagging)
         )
+        others = sorted(group_behind or ())
         for partition, entries in by_partition.items():
             for start in range(0, len(entries), MAX_ENVELOPE_ENTRIES):
                 chunk = entries[start : start + MAX_ENVELOPE_ENTRIES]
-                outgoing.append(
-                    (envelopes, encode_envelope(chunk, lagging, caught_up), None, partition)
-                )
+                envelope = encode_envelope(chunk, lagging, caught_up, others)
+                outgoing.append((envelopes, envelope, None, partition))
             self.stats.enveloped += len(entries)
         # Sent in order (a partition's envelopes keep batch order), then awaited together:
         # the input offsets are committed only once all of them are acknowledged.

@@ -71,15 +71,26 @@ def partition_for(unit: str, partitions: int) -> int:
 
 
 def encode_envelope(
-    entries: list[list[Any]], behind: list[str] | None = None, caught_up: list[str] | None = None
+    entries: list[list[Any]],
+    behind: list[str] | None = None,
+    caught_up: list[str] | None = None,
+    group_behind: list[str] | None = None,
 ) -> bytes:
-    return orjson.dumps({"e": entries, "b": behind or [], "k": caught_up or []})
+    return orjson.dumps(
+        {"e": entries, "b": behind or [], "k": caught_up or [], "g": group_behind or []}
+    )
 
 
-def read_envelope(value: bytes) -> tuple[list[Entry], list[str], list[str]]:
-    """(entries, sources of the sending ingest with a backlog, its caught-up sources)."""
+def read_envelope(value: bytes) -> tuple[list[Entry], list[str], list[str], list[str]]:
+    """(entries, sources of the sending ingest with a backlog, its caught-up sources, the
+    group's other sources with records nobody committed)."""
     data = orjson.loads(value)
-    return [Entry(*entry) for entry in data["e"]], data.get("b", []), data.get("k", [])
+    return (
+        [Entry(*entry) for entry in data["e"]],
+        data.get("b", []),
+        data.get("k", []),
+        data.get("g", []),
+    )
 
 
 def decode_envelope(value: bytes) -> list[Entry]:

@@ -55,6 +55,9 @@ class FoldConfig:
     rolling_slice_ms: int
     source_idle_ms: int = 10_000
     behind_source_idle_ms: int = 180_000
+    # a source only the group view reports behind (read by another ingest, or by none
+    # during a rebalance): held for a rebalance's length, not longer (that view can be stale)
+    group_behind_idle_ms: int = 30_000
 
 
 @dataclass
@@ -151,13 +154,12 @@ class PartitionState:
         has been seen, so the newest time of all."""
         if not self.sources:
             return
-        active_since = now_ms - self.config.source_idle_ms
-        behind_since = now_ms - self.config.behind_source_idle_ms
-        newest = [
-            t
-            for t, seen, behind in self.sources.values()
-            if seen >= (behind_since if behind else active_since)
-        ]
+        since = (
+            now_ms - self.config.source_idle_ms,  # 0: delivering, or caught up
+            now_ms - self.config.behind_source_idle_ms,  # 1: its ingest reports a backlog
+            now_ms - self.config.group_behind_idle_ms,  # 2: the group view reports one
+        )
+        newest = [t for t, seen, behind in self.sources.values() if seen >= since[behind]]
         candidate = min(newest) if newest else max(t for t, _, _ in self.sources.values())
         if self.watermark_ms is None or candidate > self.watermark_ms:
             self.watermark_ms = candidate
@@ -168,6 +170,7 @@ class PartitionState:
         now_ms: int,
         behind: Iterable[str] = (),
         caught_up: Iterable[str] = (),
+        group_behind: Iterable[str] = (),
     ) -> None:
         """Fold one envelope's entries; the watermark moves between envelopes. `behind` and
         `caught_up`: the sending ingest's sources with and without records left to read."""
@@ -208,10 +211,16 @@ class PartitionState:
             if entry.ingest_ms > self.newest_ingest_ms:
                 self.newest_ingest_ms = entry.ingest_ms
             self._fold(unit, state, entry)
-        self._track_backlogs(behind, caught_up, now_ms)
+        self._track_backlogs(behind, caught_up, now_ms, group_behind)
         self.refresh_watermark(now_ms)
 
-    def _track_backlogs(self, behind: Iterable[str], caught_up: Iterable[str], now_ms: int) -> None:
+    def _track_backlogs(
+        self,
+        behind: Iterable[str],
+        caught_up: Iterable[str],
+        now_ms: int,
+        group_behind: Iterable[str] = (),
+    ) -> None:
         """A source with records left holds the watermark even before it delivered anything
         here (its events may be hours behind the others'), for as long as its ingest keeps
         reporting it; a caught-up one is released after the usual idle time."""
@@ -227,6 +236,14 @@ class PartitionState:
             else:
                 seen_from[1] = now_ms
                 seen_from[2] = 1
+        for source in group_behind:
+            seen_from = sources.get(source)
+            if seen_from is None:
+                if hold is not None:
+                    sources[source] = [hold, now_ms, 2]
+            elif seen_from[2] != 1:  # its own ingest's word counts for more
+                seen_from[1] = now_ms
+                seen_from[2] = 2
         for source in caught_up:
             seen_from = sources.get(source)
             if seen_from is not None:

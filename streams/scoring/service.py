@@ -117,8 +117,8 @@ class ScoringService:
         if value and replayed:  # already in this state: a re-delivery after a rebalance
             state.counts.replayed += len(read_envelope(value)[0])
         elif value:
-            entries, behind, caught_up = read_envelope(value)
-            state.apply(entries, _wall_ms(), behind, caught_up)
+            entries, behind, caught_up, group_behind = read_envelope(value)
+            state.apply(entries, _wall_ms(), behind, caught_up, group_behind)
             runtime.last_envelope = runtime.last_idle_advance = now
             runtime.backlog = backlog or bool(behind)
         runtime.tick_sent = False

@@ -145,6 +145,27 @@ def test_a_source_with_a_backlog_holds_the_watermark_before_it_delivered_anythin
     assert state.watermark_ms == local_ms("2026-11-07 09:00")
 
 
+def test_a_source_only_the_group_view_reports_behind_holds_the_watermark_for_a_while_only(
+    small_plan: ScoringPlan,
+) -> None:
+    """During a rebalance an ingest reports the group's unread partitions, whoever owns them;
+    that view can be stale (its owner may have read them since), so it holds the watermark
+    for `group_behind_idle_ms`, not for the 3 minutes an owner's own report does."""
+    install = {"kind": "install", "status": "completed"}
+    state = PartitionState(0, CONFIG)
+    first = entries(small_plan, [event("install", "2026-11-05 09:00", **install)], sources=1)
+    state.apply(first, NOW, caught_up=[first[0].source], group_behind=["other#3"])
+    days_later = entries(
+        small_plan, [event("install", "2026-11-07 09:00", **install)], sources=1, first_offset=1
+    )
+    state.apply(days_later, NOW + 1_000, caught_up=[first[0].source])
+    assert state.watermark_ms == local_ms("2026-11-05 09:00")  # held
+    state.refresh_watermark(NOW + CONFIG.group_behind_idle_ms - 1)
+    assert state.watermark_ms == local_ms("2026-11-05 09:00")  # still held
+    state.refresh_watermark(NOW + CONFIG.group_behind_idle_ms + CONFIG.source_idle_ms + 1)
+    assert state.watermark_ms == local_ms("2026-11-07 09:00")  # released, not 3 minutes on
+
+
 def test_flushed_state_loads_back_equal(small_plan: ScoringPlan) -> None:
     install = {"kind": "install", "status": "completed", "on_time": False, "delay_hours": 2.5}
     items = entries(
