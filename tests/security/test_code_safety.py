@@ -84,13 +84,27 @@ def problems_in(source: str, where: str) -> list[str]:
     return found
 
 
+# The one reviewed exception: the Avro writers generated from our own output schemas (files in
+# `schemas/`, never input data); every name from a schema enters the generated source as a
+# repr() literal. Listed by file and call, so any other exec() anywhere still fails.
+REVIEWED = frozenset({"streams/wire/fast_writer.py: exec()"})
+
+
 def test_no_unsafe_deserialisation_or_code_execution_in_streams() -> None:
     files = sorted(STREAMS.rglob("*.py"))
     assert len(files) > 20
     found = []
     for path in files:
         found += problems_in(path.read_text(), str(path.relative_to(STREAMS.parent)))
-    assert not found, "\n".join(found)
+    unreviewed = [f for f in found if _without_line(f) not in REVIEWED]
+    assert not unreviewed, "\n".join(unreviewed)
+    # the exception is still needed (remove it from REVIEWED when it is not)
+    assert {_without_line(f) for f in found} == REVIEWED
+
+
+def _without_line(problem: str) -> str:
+    where, _line, what = problem.split(":", 2)
+    return f"{where}:{what}"
 
 
 @pytest.mark.parametrize(
