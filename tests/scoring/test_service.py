@@ -89,6 +89,16 @@ class Feeder:
         self.service.on_envelope(0, value, Envelope(), load, self.write, offset=at)
 
 
+def service_for(plan: ScoringPlan, flush_interval_s: float = 60) -> ScoringService:
+    return ScoringService(
+        plan,
+        CONFIG,
+        RecordingOutputs(),  # type: ignore[arg-type]
+        flush_interval_s=flush_interval_s,
+        idle_advance_s=600,
+    )
+
+
 def published_windows(messages: list[Any]) -> set[tuple[str, int]]:
     return {(m[1]["window"], m[1]["window_start_ms"]) for m in messages if m[0] == "score"}
 
@@ -96,13 +106,7 @@ def published_windows(messages: list[Any]) -> set[tuple[str, int]]:
 def test_a_backlog_publishes_closing_windows_at_once_and_open_ones_when_it_ends(
     small_plan: ScoringPlan,
 ) -> None:
-    service = ScoringService(
-        small_plan,
-        CONFIG,
-        RecordingOutputs(),  # type: ignore[arg-type]
-        flush_interval_s=60,
-        idle_advance_s=600,
-    )
+    service = service_for(small_plan)
     feeder = Feeder(small_plan, service)
     day = {d: day_start(f"2026-11-0{d}") for d in (4, 5, 6)}
     month = local_ms("2026-11-01 00:00")
@@ -124,13 +128,7 @@ def test_a_backlog_publishes_closing_windows_at_once_and_open_ones_when_it_ends(
 def test_without_a_backlog_every_changed_window_is_published_at_each_emit(
     small_plan: ScoringPlan,
 ) -> None:
-    service = ScoringService(
-        small_plan,
-        CONFIG,
-        RecordingOutputs(),  # type: ignore[arg-type]
-        flush_interval_s=60,
-        idle_advance_s=600,
-    )
+    service = service_for(small_plan)
     feeder = Feeder(small_plan, service)
     feeder.send(["2026-11-05 10:00"], backlog=False)
     service.emit()
@@ -149,13 +147,7 @@ def day_start(date: str) -> int:
 def test_a_live_stream_with_a_momentary_backlog_still_publishes_at_each_emit(
     small_plan: ScoringPlan,
 ) -> None:
-    service = ScoringService(
-        small_plan,
-        CONFIG,
-        RecordingOutputs(),  # type: ignore[arg-type]
-        flush_interval_s=60,
-        idle_advance_s=600,
-    )
+    service = service_for(small_plan)
     feeder = Feeder(small_plan, service)
     now = datetime.now(LOCAL)
     minutes_ago = [(now - timedelta(minutes=m)).strftime("%Y-%m-%d %H:%M") for m in (3, 2, 1)]
@@ -168,13 +160,7 @@ def test_a_live_stream_with_a_momentary_backlog_still_publishes_at_each_emit(
 def test_an_envelope_delivered_again_changes_nothing_and_counts_as_replayed(
     small_plan: ScoringPlan,
 ) -> None:
-    service = ScoringService(
-        small_plan,
-        CONFIG,
-        RecordingOutputs(),  # type: ignore[arg-type]
-        flush_interval_s=60,
-        idle_advance_s=600,
-    )
+    service = service_for(small_plan)
     feeder = Feeder(small_plan, service)
     feeder.send(["2026-11-05 10:00", "2026-11-05 10:01"], backlog=False)
     feeder.send(["2026-11-05 10:02"], backlog=False)
@@ -186,13 +172,7 @@ def test_an_envelope_delivered_again_changes_nothing_and_counts_as_replayed(
 def test_a_recovered_state_resumes_its_envelopes_right_after_the_last_one_it_holds(
     small_plan: ScoringPlan,
 ) -> None:
-    service = ScoringService(
-        small_plan,
-        CONFIG,
-        RecordingOutputs(),  # type: ignore[arg-type]
-        flush_interval_s=0,  # every envelope is flushed
-        idle_advance_s=600,
-    )
+    service = service_for(small_plan, flush_interval_s=0)  # every envelope is flushed
     feeder = Feeder(small_plan, service)
     assert resume_position(feeder.table.get(control_key(0))) == 0  # nothing folded yet
     feeder.send(["2026-11-05 10:00"], backlog=False)
@@ -203,13 +183,7 @@ def test_a_recovered_state_resumes_its_envelopes_right_after_the_last_one_it_hol
 
 
 def test_the_next_expected_envelope_follows_the_last_one_folded(small_plan: ScoringPlan) -> None:
-    service = ScoringService(
-        small_plan,
-        CONFIG,
-        RecordingOutputs(),  # type: ignore[arg-type]
-        flush_interval_s=60,
-        idle_advance_s=600,
-    )
+    service = service_for(small_plan)
     feeder = Feeder(small_plan, service)
     load = lambda: list(feeder.table.items())  # noqa: E731
     assert service.next_offset(0, load) is None  # nothing folded: any offset is welcome
@@ -224,13 +198,7 @@ def test_a_backlog_ends_when_no_envelope_came_for_a_flush_interval(
 ) -> None:
     # the last envelope of a replay may still say "behind": silence ends the backlog all the
     # same, and the open windows go out
-    service = ScoringService(
-        small_plan,
-        CONFIG,
-        RecordingOutputs(),  # type: ignore[arg-type]
-        flush_interval_s=60,
-        idle_advance_s=600,
-    )
+    service = service_for(small_plan)
     feeder = Feeder(small_plan, service)
     feeder.send(["2026-11-04 10:00"], backlog=True)
     service.emit()
