@@ -28,3 +28,28 @@ def event(etype: str, when: str = "2026-11-05 10:00", **fields: Any) -> dict[str
     }
     base.update(fields)
     return base
+
+
+def a_score_record() -> dict[str, Any]:
+    """A unit-level CemiScore output record, as the stream publishes it."""
+    return {
+        "level": "unit",
+        "window": "day",
+        "window_start": "2026-11-01T00:00:00+07:00",
+        "window_start_ms": 1_793_466_000_000,
+        "unit": "HPG",
+        "service": None,
+        "touchpoint": None,
+        "kpi": None,
+        "coverage": 1.0,
+        "score": 3.7,
+        "class": "good",
+        "delta_prev": None,
+        "delta_network": 0.1,
+        "target_ratio": 0.925,
+        "catalog_version": "2026.11",
+        "revision": 3,
+        "final": False,
+        "published_at_ms": 1,
+        "newest_event_ingest_ms": None,
+    }

@@ -30,6 +30,7 @@ from streams.wire import fast_writer
 from streams.wire.codec import InvalidRecord, encode
 from streams.wire.fast_writer import INT_MAX, INT_MIN, LONG_MAX, LONG_MIN, compile_writer
 from streams.wire.schemas import SchemaStore, StoredSchema, single_object_header
+from tests.factories import a_score_record
 
 STORE = SchemaStore()
 SCHEMAS = sorted(STORE.by_header.values(), key=lambda s: (s.name, str(s.path)))
@@ -291,30 +292,6 @@ class Small(enum.IntEnum):
     TWO = 2
 
 
-def _a_score() -> dict[str, Any]:
-    return {
-        "level": "unit",
-        "window": "day",
-        "window_start": "2026-11-01T00:00:00+07:00",
-        "window_start_ms": 1_793_466_000_000,
-        "unit": "HPG",
-        "service": None,
-        "touchpoint": None,
-        "kpi": None,
-        "coverage": 1.0,
-        "score": 3.7,
-        "class": "good",
-        "delta_prev": None,
-        "delta_network": 0.1,
-        "target_ratio": 0.925,
-        "catalog_version": "2026.11",
-        "revision": 3,
-        "final": False,
-        "published_at_ms": 1,
-        "newest_event_ingest_ms": None,
-    }
-
-
 @pytest.mark.parametrize(
     "change",
     [
@@ -331,13 +308,13 @@ def test_records_the_fast_path_does_not_take_are_written_by_fastavro(
     change: dict[str, Any],
 ) -> None:
     schema = STORE.current_record("CemiScore")
-    record = {**_a_score(), **change}
+    record = {**a_score_record(), **change}
     assert encode(schema, record) == fastavro_bytes(schema, record)
 
 
 def test_missing_fields_take_their_default_as_with_fastavro() -> None:
     schema = STORE.current_record("CemiScore")
-    record = _a_score()
+    record = a_score_record()
     del record["coverage"], record["score"]  # defaults 0.0 and null
     assert encode(schema, record) == fastavro_bytes(schema, record)
     with pytest.raises(KeyError):
@@ -405,7 +382,7 @@ def test_values_fastavro_alone_writes_silently_raise() -> None:
         {"published_at_ms": True},
         {"coverage": "1.5"},
     ):
-        record = {**_a_score(), **change}
+        record = {**a_score_record(), **change}
         fastavro_bytes(score, record)  # fastavro writes something
         with pytest.raises(InvalidRecord):
             encode(score, record)
@@ -434,22 +411,28 @@ def test_cached_encodings_are_not_confused_across_types_or_lost_when_the_cache_e
     schema = STORE.current_record("CemiScore")
     writer = writer_of(schema)
     # 1 is cached as a long; True (== 1, same hash) and 1.0 must not be taken for it
-    writer({**_a_score(), "revision": 1})
+    writer({**a_score_record(), "revision": 1})
     for value in (True, 1.0):
         with pytest.raises(fast_writer.Rejected):
-            writer({**_a_score(), "revision": value})
+            writer({**a_score_record(), "revision": value})
         with pytest.raises(InvalidRecord):
-            encode(schema, {**_a_score(), "revision": value})
+            encode(schema, {**a_score_record(), "revision": value})
     # more distinct strings and longs than the caches keep
     for i in range(2 * fast_writer._CACHE_SIZE + 7):
-        record = {**_a_score(), "unit": f"U{i}", "published_at_ms": 1_793_500_000_000 + i}
+        record = {**a_score_record(), "unit": f"U{i}", "published_at_ms": 1_793_500_000_000 + i}
         assert writer(record) == fastavro_bytes(schema, record)
 
 
 def test_each_schema_object_writes_its_own_header() -> None:
     schema = STORE.current_record("KpiWindow")
     framed = dataclasses.replace(schema, header=b"\x00\x00\x00\x00\x07")  # Confluent, id 7
-    record = {**_a_score(), "level": "kpi", "value": 0.5, "numerator": 1.0, "denominator": 2.0}
+    record = {
+        **a_score_record(),
+        "level": "kpi",
+        "value": 0.5,
+        "numerator": 1.0,
+        "denominator": 2.0,
+    }
     single, confluent = encode(schema, record), encode(framed, record)
     assert single == fastavro_bytes(schema, record)
     assert confluent == fastavro_bytes(framed, record)

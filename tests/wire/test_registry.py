@@ -23,7 +23,7 @@ from streams.wire import registry as confluent
 from streams.wire.codec import EventDecoder, encode
 from streams.wire.registry import SchemaRegistry, decode_framed, registry_of
 from streams.wire.schemas import SchemaStore, event_schema
-from tests.factories import event
+from tests.factories import a_score_record, event
 
 CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
 
@@ -127,27 +127,7 @@ def test_outputs_are_registered_and_framed_and_read_back(fake_registry: FakeRegi
 
     assert set(fake_registry.subjects) == {f"{topics.output(n)}-value" for n in OUTPUT_RECORDS}
     assert registry_of(store) is not None
-    record = {
-        "level": "unit",
-        "window": "day",
-        "window_start": "2026-11-01T00:00:00+07:00",
-        "window_start_ms": 1_793_466_000_000,
-        "unit": "HPG",
-        "service": None,
-        "touchpoint": None,
-        "kpi": None,
-        "coverage": 1.0,
-        "score": 3.7,
-        "class": "good",
-        "delta_prev": None,
-        "delta_network": 0.1,
-        "target_ratio": 0.925,
-        "catalog_version": "2026.11",
-        "revision": 3,
-        "final": False,
-        "published_at_ms": 1,
-        "newest_event_ingest_ms": None,
-    }
+    record = a_score_record()
     topic, value, key, _ = outputs.score_message(record)
     assert (
         topic == topics.output("scores") and key == b"unit/HPG/-/-/-/day/2026-11-01T00:00:00+07:00"
