@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import faust
+from faust.types import TP
 import orjson
 from aiokafka import AIOKafkaProducer
 from mode import Service
@@ -247,12 +248,15 @@ def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | N
     async def score(stream: Any) -> None:
         async for event in stream.noack().events():
             message = event.message
+            # Faust's own TP: message.tp is aiokafka's TopicPartition, which Faust's
+            # resume_partitions would put in its active set as is (and then crash on)
+            tp = TP(message.topic, message.partition)
             expected = runtime.scoring.next_offset(message.partition, load)
             if expected is not None and message.offset > expected:
                 # Faust skipped envelopes: read again from the expected one
-                resync.skipped(message.tp, expected, message.offset, time.monotonic())
+                resync.skipped(tp, expected, message.offset, time.monotonic())
                 continue  # not acknowledged: delivered again after the missing ones
-            resync.arrived(message.tp)
+            resync.arrived(tp)
             try:  # envelopes waiting behind this one: the fold is catching up
                 waiting = app.consumer.highwater(message.tp) - message.offset - 1
             except Exception:  # no fetch position yet
