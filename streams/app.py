@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import faust
-from faust.types import TP
 import orjson
 from aiokafka import AIOKafkaProducer
+from faust.types import TP
 from mode import Service
 from prometheus_client import CONTENT_TYPE_LATEST
 
