@@ -395,6 +395,21 @@ def read_outputs(deployment: Deployment, delay_window_ms: tuple[int, int] | None
 
 async def _count(bootstrap: str, topic: str, idle_s: float = 2.0) -> int:
     """Messages in a topic (read from the start until `idle_s` without new ones)."""
+    return sum((await _count_by(bootstrap, topic, idle_s)).values())
+
+
+def changelog_kind(key: bytes | None, value: bytes | None) -> str:
+    """The kind of a state-changelog message: the state key's kind (`w` windows by window
+    kind, `d` seen ids, `b` subscriber bases, `c` control), `-` marking a tombstone."""
+    parts = orjson.loads(key).split("/") if key else ["?", "?"]
+    kind = f"{parts[1]}:{parts[3]}" if parts[1] == "w" and len(parts) > 3 else parts[1]
+    return kind + ("-" if value is None else "")
+
+
+async def _count_by(
+    bootstrap: str, topic: str, idle_s: float = 2.0, kind: Any = None
+) -> Counter[str]:
+    """Messages in a topic by `kind(key, value)` (read until `idle_s` without new ones)."""
     from aiokafka import AIOKafkaConsumer
 
     consumer = AIOKafkaConsumer(
@@ -408,14 +423,17 @@ async def _count(bootstrap: str, topic: str, idle_s: float = 2.0) -> int:
     )
     await consumer.start()
     try:
-        count = 0
+        counts: Counter[str] = Counter()
         last = time.monotonic()
         while time.monotonic() - last < idle_s:
             batches = await consumer.getmany(timeout_ms=200, max_records=50_000)
-            if batches:
-                count += sum(len(records) for records in batches.values())
+            for records in batches.values():
+                if kind is None:
+                    counts[""] += len(records)
+                else:
+                    counts.update(kind(r.key, r.value) for r in records)
                 last = time.monotonic()
-        return count
+        return counts
     finally:
         await consumer.stop()
 
@@ -691,11 +709,14 @@ def run_scorer(
         w.log_path.read_text(errors="replace").count("emit is overlapping")
         for w in deployment.workers
     )
-    changelog = asyncio.run(_count(deployment.bootstrap, f"{deployment.name}-state-changelog"))
+    kinds = asyncio.run(
+        _count_by(deployment.bootstrap, f"{deployment.name}-state-changelog", kind=changelog_kind)
+    )
+    by_kind = ", ".join(f"{k} {n:,}" for k, n in kinds.most_common())
     run.verdict += (
         f"; {outputs.history:,} score records published "
         f"({outputs.history / run.published_s:,.0f}/s), emit timer overran {overlaps}x; "
-        f"{changelog:,} state-changelog messages; max RSS "
+        f"{sum(kinds.values()):,} state-changelog messages ({by_kind}); max RSS "
         + ", ".join(f"{kb / 1024:,.0f} MiB" for kb in run.rss_kb)
     )
     if run.totals.get("late") or run.totals.get("dead_lettered"):
