@@ -69,12 +69,20 @@ class AlertEvaluator:
         self.slice_ms = slice_ms
         self.kpi_touchpoint = {k: tp.index for tp in plan.touchpoints for k in tp.kpis}
         self.touchpoint_service = {t: s.index for s in plan.services for t in s.touchpoints}
-        # per service: (touchpoint index, its KPI indices, its min_sample), for `_quiet`
+        # per service, for `_quiet`: (touchpoint index, its KPI indices, its min_sample) of
+        # each touchpoint, then every KPI index of the service and the smallest min_sample
         self._quiet_plan = [
             [
                 (t, tuple(plan.touchpoints[t].kpis), plan.touchpoints[t].rule.min_sample)
                 for t in svc.touchpoints
             ]
+            for svc in plan.services
+        ]
+        self._quiet_bound = [
+            (
+                tuple(k for t in svc.touchpoints for k in plan.touchpoints[t].kpis),
+                min((plan.touchpoints[t].rule.min_sample for t in svc.touchpoints), default=0),
+            )
             for svc in plan.services
         ]
 
@@ -177,23 +185,32 @@ class AlertEvaluator:
     def _quiet(self, rolling: UnitRolling, s: int) -> bool:
         # plain loops: this runs for every touched service at every slice boundary
         machines, get = rolling.machines, rolling.sums.get
-        machine = machines.get(-1 - s)
-        if machine is not None and machine.state != "no_data":
-            return False
-        events = 0.0  # an upper bound of the sample: every KPI's count, present or not
-        for t, kpis, min_sample in self._quiet_plan[s]:
-            machine = machines.get(t)
+        if machines:
+            machine = machines.get(-1 - s)
             if machine is not None and machine.state != "no_data":
                 return False
+            for t, _, _ in self._quiet_plan[s]:
+                machine = machines.get(t)
+                if machine is not None and machine.state != "no_data":
+                    return False
+        kpis, least = self._quiet_bound[s]
+        events = 0.0  # an upper bound of the sample: every KPI's count, present or not
+        for k in kpis:
+            acc = get(k)
+            if acc is not None:
+                events += acc[0]
+        service_min = self.plan.services[s].rule.min_sample
+        if events < least:  # no touchpoint of the service can have its min_sample
+            return events < service_min
+        for _, tp_kpis, min_sample in self._quiet_plan[s]:
             counted = 0.0
-            for k in kpis:
+            for k in tp_kpis:
                 acc = get(k)
                 if acc is not None:
                     counted += acc[0]
             if counted >= min_sample:
                 return False
-            events += counted
-        return events < self.plan.services[s].rule.min_sample
+        return events < service_min
 
     def _step(
         self,
