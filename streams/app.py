@@ -43,6 +43,7 @@ from streams.wire.schemas import SchemaStore
 
 log = logging.getLogger(__name__)
 REVOKE_CONFIRM_TIMEOUT_S = 10.0  # changelog sends normally confirm in milliseconds
+STREAM_BUFFER_MESSAGES = 64  # per channel: tens of thousands of events already fetched
 
 
 class ConfirmingTable(faust.Table):  # type: ignore[misc,type-arg]
@@ -129,6 +130,10 @@ def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | N
         broker_rebalance_timeout=6,
         broker_heartbeat_interval=1,
         consumer_auto_offset_reset="earliest",
+        # Our messages are envelopes of up to 2,000 events: Faust's default buffer of 4,096
+        # messages per channel let a worker hold most of a backlog in memory (the ingest runs
+        # far ahead of the fold), so RSS grew with the backlog instead of the windows.
+        stream_buffer_maxsize=STREAM_BUFFER_MESSAGES,
         web_bind=settings.web_host,
         web_port=settings.web_port,
         web_tables_enabled=False,
@@ -304,11 +309,15 @@ def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | N
         if app.should_stop:
             return
         await runtime.send(messages)
-        # Coalescing under load: publication may take at most a quarter of the time, so a
-        # catch-up spends its CPU on folding and publishes less often (never less correctly:
-        # each publication reflects everything folded so far).
+        # Coalescing under load: while envelopes are folded, publication may take at most a
+        # quarter of the time, so a catch-up spends its CPU on folding and publishes less
+        # often (never less correctly: each publication reflects everything folded so far).
+        # With the fold idle nothing competes, and waiting would only delay the last scores.
         took = time.monotonic() - started
-        next_emit[0] = started + max(emit_interval_s, 4 * took) - emit_interval_s / 2
+        if runtime.scoring.folding():
+            next_emit[0] = started + max(emit_interval_s, 4 * took) - emit_interval_s / 2
+        else:
+            next_emit[0] = 0.0
 
     async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
         # Faust's recovery of the partitions it assigns next reads each changelog up to its

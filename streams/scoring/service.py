@@ -251,6 +251,15 @@ class ScoringService:
         records = runtime.state.acknowledge(self.evaluator, ack["unit"], index, ack["by"], now_ms)
         return [self.outputs.alert_message(r) for r in records]
 
+    def folding(self) -> bool:
+        """Envelopes arrived within the last flush interval: publication competes with the
+        fold for the CPU."""
+        now = time.monotonic()
+        return any(
+            now - runtime.last_envelope < self.flush_interval_s
+            for runtime in self.partitions.values()
+        )
+
     def counts(self) -> Counts:
         total = Counts()
         for runtime in self.partitions.values():

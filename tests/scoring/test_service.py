@@ -206,3 +206,14 @@ def test_a_backlog_ends_when_no_envelope_came_for_a_flush_interval(
     assert published_windows(service.emit()) == set()
     service.partitions[0].last_envelope -= 61  # a flush interval of silence
     assert ("day", day_start("2026-11-04")) in published_windows(service.emit())
+
+
+def test_the_service_is_folding_only_while_envelopes_keep_arriving(
+    small_plan: ScoringPlan,
+) -> None:
+    service = service_for(small_plan, flush_interval_s=60)
+    assert not service.folding()  # no partition yet
+    Feeder(small_plan, service).send(["2026-11-05 10:00"], backlog=True)
+    assert service.folding()
+    service.partitions[0].last_envelope -= 61  # a flush interval without envelopes
+    assert not service.folding()
