@@ -309,12 +309,13 @@ def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | N
         if app.should_stop:
             return
         await runtime.send(messages)
-        # Coalescing under load: while envelopes are folded, publication may take at most a
+        # Coalescing under load: while a backlog is folded, publication may take at most a
         # quarter of the time, so a catch-up spends its CPU on folding and publishes less
         # often (never less correctly: each publication reflects everything folded so far).
-        # With the fold idle nothing competes, and waiting would only delay the last scores.
+        # A live stream or an idle fold publishes at every interval: waiting would only
+        # delay the scores.
         took = time.monotonic() - started
-        if runtime.scoring.folding():
+        if runtime.scoring.catching_up():
             next_emit[0] = started + max(emit_interval_s, 4 * took) - emit_interval_s / 2
         else:
             next_emit[0] = 0.0

@@ -251,12 +251,13 @@ class ScoringService:
         records = runtime.state.acknowledge(self.evaluator, ack["unit"], index, ack["by"], now_ms)
         return [self.outputs.alert_message(r) for r in records]
 
-    def folding(self) -> bool:
-        """Envelopes arrived within the last flush interval: publication competes with the
-        fold for the CPU."""
+    def catching_up(self) -> bool:
+        """Some partition is folding a backlog (envelopes arriving, more waiting on the
+        broker): publication competes with the fold for the CPU. A live stream that the
+        fold keeps up with is not catching up."""
         now = time.monotonic()
         return any(
-            now - runtime.last_envelope < self.flush_interval_s
+            runtime.backlog and now - runtime.last_envelope < self.flush_interval_s
             for runtime in self.partitions.values()
         )
 

@@ -208,12 +208,15 @@ def test_a_backlog_ends_when_no_envelope_came_for_a_flush_interval(
     assert ("day", day_start("2026-11-04")) in published_windows(service.emit())
 
 
-def test_the_service_is_folding_only_while_envelopes_keep_arriving(
+def test_the_service_is_catching_up_only_while_a_backlog_keeps_arriving(
     small_plan: ScoringPlan,
 ) -> None:
     service = service_for(small_plan, flush_interval_s=60)
-    assert not service.folding()  # no partition yet
-    Feeder(small_plan, service).send(["2026-11-05 10:00"], backlog=True)
-    assert service.folding()
+    assert not service.catching_up()  # no partition yet
+    feeder = Feeder(small_plan, service)
+    feeder.send(["2026-11-05 10:00"], backlog=False)
+    assert not service.catching_up()  # a live stream the fold keeps up with
+    feeder.send(["2026-11-05 10:01"], backlog=True)
+    assert service.catching_up()
     service.partitions[0].last_envelope -= 61  # a flush interval without envelopes
-    assert not service.folding()
+    assert not service.catching_up()
