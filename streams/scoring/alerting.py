@@ -40,6 +40,10 @@ class UnitRolling:
     pending: set[int] = field(default_factory=set)  # indices of the machines in `pending`
     # services whose touchpoint scores were not kept up to date (quiet, or never computed)
     stale: set[int] | None = None  # None: all of them
+    # For the quiet check, kept as slices move (None: to be recomputed): per service index,
+    # the events of all its KPIs in the window; the services with a machine beyond no_data.
+    counts: dict[int, float] | None = None
+    active: set[int] | None = None
 
     def __post_init__(self) -> None:
         self.pending = {i for i, m in self.machines.items() if m.state == "pending"}
@@ -69,6 +73,7 @@ class AlertEvaluator:
         self.slice_ms = slice_ms
         self.kpi_touchpoint = {k: tp.index for tp in plan.touchpoints for k in tp.kpis}
         self.touchpoint_service = {t: s.index for s in plan.services for t in s.touchpoints}
+        self.kpi_service = {k: self.touchpoint_service[t] for k, t in self.kpi_touchpoint.items()}
         # per service, for `_quiet`: (touchpoint index, its KPI indices, its min_sample) of
         # each touchpoint, then every KPI index of the service and the smallest min_sample
         self._quiet_plan = [
@@ -78,11 +83,8 @@ class AlertEvaluator:
             ]
             for svc in plan.services
         ]
-        self._quiet_bound = [
-            (
-                tuple(k for t in svc.touchpoints for k in plan.touchpoints[t].kpis),
-                min((plan.touchpoints[t].rule.min_sample for t in svc.touchpoints), default=0),
-            )
+        self._least_min_sample = [
+            min((plan.touchpoints[t].rule.min_sample for t in svc.touchpoints), default=0)
             for svc in plan.services
         ]
 
@@ -103,12 +105,33 @@ class AlertEvaluator:
             leaving = slices.get(rolling.boundary - self.span_ms)
             rolling.boundary += self.slice_ms
             if entering:
-                add_into(rolling.sums, entering, 1.0, rolling.dirty)
+                self._move(rolling, entering, 1.0)
             if leaving:
-                add_into(rolling.sums, leaving, -1.0, rolling.dirty)
+                self._move(rolling, leaving, -1.0)
             if rolling.dirty or rolling.pending:
                 out.extend(self._evaluate(unit, rolling, bases, inhibitions))
         return out
+
+    def _move(self, rolling: UnitRolling, other: Accumulators, sign: float) -> None:
+        """`add_into` the rolling sums, keeping the per-service counts too."""
+        sums, dirty, counts, kpi_service = (
+            rolling.sums,
+            rolling.dirty,
+            rolling.counts,
+            self.kpi_service,
+        )
+        for index, (n, a, b) in other.items():
+            acc = sums.get(index)
+            if acc is None:
+                acc = sums[index] = [0.0, 0.0, 0.0]
+            acc[0] += sign * n
+            acc[1] += sign * a
+            acc[2] += sign * b
+            dirty.add(index)
+            if counts is not None:
+                service = kpi_service.get(index)
+                if service is not None:  # counts are whole numbers: exact in a float
+                    counts[service] = counts.get(service, 0.0) + sign * n
 
     def _evaluate(
         self,
@@ -183,31 +206,38 @@ class AlertEvaluator:
         return out
 
     def _quiet(self, rolling: UnitRolling, s: int) -> bool:
-        # plain loops: this runs for every touched service at every slice boundary
-        machines, get = rolling.machines, rolling.sums.get
-        if machines:
-            machine = machines.get(-1 - s)
-            if machine is not None and machine.state != "no_data":
-                return False
-            for t, _, _ in self._quiet_plan[s]:
-                machine = machines.get(t)
-                if machine is not None and machine.state != "no_data":
-                    return False
-        kpis, least = self._quiet_bound[s]
-        events = 0.0  # an upper bound of the sample: every KPI's count, present or not
-        for k in kpis:
-            acc = get(k)
-            if acc is not None:
-                events += acc[0]
+        # this runs for every touched service at every slice boundary: the kept counts and
+        # active services answer most calls without a loop
+        active = rolling.active
+        if active is None:
+            service_of = self.touchpoint_service
+            active = rolling.active = {
+                service_of[i] if i >= 0 else -1 - i
+                for i, m in rolling.machines.items()
+                if m.state != "no_data"
+            }
+        if s in active:
+            return False
+        counts = rolling.counts
+        if counts is None:
+            counts = rolling.counts = {}
+            kpi_service = self.kpi_service
+            for index, acc in rolling.sums.items():
+                service = kpi_service.get(index)
+                if service is not None:
+                    counts[service] = counts.get(service, 0.0) + acc[0]
+        # an upper bound of the sample: every KPI's count, present or not
+        events = counts.get(s, 0.0)
         service_min = self.plan.services[s].rule.min_sample
-        if events < least:  # no touchpoint of the service can have its min_sample
+        if events < self._least_min_sample[s]:  # no touchpoint can have its min_sample
             return events < service_min
+        get = rolling.sums.get
         for _, tp_kpis, min_sample in self._quiet_plan[s]:
             counted = 0.0
             for k in tp_kpis:
-                acc = get(k)
-                if acc is not None:
-                    counted += acc[0]
+                found = get(k)
+                if found is not None:
+                    counted += found[0]
             if counted >= min_sample:
                 return False
         return events < service_min
@@ -226,6 +256,8 @@ class AlertEvaluator:
     ) -> list[dict[str, Any]]:
         current = rolling.machines.get(index, NORMAL)
         state, transitions = step(rule, current, score, sample, now)
+        if state.state != current.state:
+            rolling.active = None  # recomputed by the next quiet check
         if state == NORMAL:
             rolling.machines.pop(index, None)
         else:

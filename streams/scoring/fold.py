@@ -305,6 +305,7 @@ class PartitionState:
             return
         if not rolling.boundary - self.config.rolling_span_ms <= slice_start < rolling.boundary:
             return
+        rolling.counts = None  # the evaluator's per-service counts: recomputed when needed
         for i in range(0, len(payload), 3):
             add_into(
                 rolling.sums,

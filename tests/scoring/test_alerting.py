@@ -170,3 +170,42 @@ def test_skipping_quiet_services_changes_no_alert_record(default_plan: ScoringPl
     assert skipping.quiet_skips > 300  # the shortcut was taken, often
     assert fast == full
     assert {a["state"] for a in fast} >= {"firing", "resolved"}
+
+
+def test_quiet_check_counts_kept_as_slices_move_equal_a_recount(
+    default_plan: ScoringPlan,
+) -> None:
+    """The per-service event counts and active services the quiet check keeps while slices
+    enter and leave the window are what counting the rolling sums and machines again gives."""
+    from streams.core.events import validate_event
+
+    evaluator = AlertEvaluator(default_plan, CONFIG.rolling_span_ms, CONFIG.rolling_slice_ms)
+    state = PartitionState(0, CONFIG)
+    rows = []
+    for offset, e in enumerate(backlog_events(payment_outage=True)):
+        e = validate_event(dict(e))
+        rows.append(entry_for(e, default_plan.contributions(e), "in", 0, offset, 0))
+    checked = 0
+    for i in range(0, len(rows), 2_000):
+        state.apply(decode_envelope(encode_envelope(rows[i : i + 2_000])), 0)
+        state.evaluate_alerts(evaluator)
+        state.expire_slices()
+        for unit in state.units.values():
+            rolling = unit.rolling
+            if rolling is None or rolling.counts is None:
+                continue
+            recount: dict[int, float] = {}
+            for index, acc in rolling.sums.items():
+                service = evaluator.kpi_service[index]
+                recount[service] = recount.get(service, 0.0) + acc[0]
+            assert {s: n for s, n in rolling.counts.items() if n} == {
+                s: n for s, n in recount.items() if n
+            }
+            if rolling.active is not None:
+                assert rolling.active == {
+                    evaluator.touchpoint_service[i] if i >= 0 else -1 - i
+                    for i, m in rolling.machines.items()
+                    if m.state != "no_data"
+                }
+            checked += 1
+    assert checked > 20
