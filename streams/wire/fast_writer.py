@@ -1,19 +1,24 @@
 """Schema-specialised Avro binary writers: the output records' hot encoding path.
 
 `compile_writer(parsed, prefix)` turns a parsed (fastavro `parse_schema`) record schema into a
-Python function, generated once per schema, that returns `prefix` + the Avro body of a record:
-one `b"".join` over precomputed union branch bytes, zig-zag varints, `struct` packed doubles
-and length-prefixed UTF-8, with no per-call schema walk. The encodings of strings and longs
-are kept (bounded caches per writer): output records repeat a few strings (levels, units,
-services, KPI ids, window starts) and timestamps (window starts, publication times).
+writer that returns `prefix` + the Avro body of a record. The writer is composed once per schema
+of plain closures and bound C methods, one encoder per field (no generated source): everything
+that depends on the schema alone is decided when it is built (the field getter, union branch
+bytes, enum tables, `struct` packers), so a record costs one `itemgetter` call, the field
+encoders mapped over its values and one `b"".join`, with no per-call schema walk. Strings, enum
+symbols and nulls are encoded by dict lookups (no Python call when they hit); ints, longs,
+floats, doubles and booleans by small closures that check the value's exact type first. The
+encodings of strings and longs are kept (bounded caches per writer): output records repeat a few
+strings (levels, units, services, KPI ids, window starts) and timestamps (window starts,
+publication times).
 
-The generated writer is a fast path, not a second implementation of Avro: it takes only values
-of exactly the type the schema asks for (`int` for int/long, in range; `float` or `int` for
-float/double; `str` or a subclass, written as its string value, for strings; `bool` for
-booleans; `bytes` for bytes/fixed, of the fixed size; `list` for arrays; `dict` for maps (with
-`str` keys) and records; None for null branches; a symbol for enums), every field present.
-Anything else — a missing field that takes its default, a None where null is not allowed, a
-numpy scalar, a tuple-notation union value, an int out of range — raises, and the caller
+The writer is a fast path, not a second implementation of Avro: it takes only values of exactly
+the type the schema asks for (`int` for int/long, in range; `float` or `int` for float/double;
+`str` or a subclass, written as its string value, for strings; `bool` for booleans; `bytes` for
+bytes/fixed, of the fixed size; `list` for arrays; `dict` for maps (with `str` keys) and
+records; None for null branches; a symbol for enums), every field present. Anything else — a
+missing field that takes its default, a None where null is not allowed, a numpy scalar, a
+tuple-notation union value, an int out of range — raises, and the caller
 (`streams.wire.codec.encode`) hands the record to fastavro (validated first). For what it takes,
 the bytes are exactly fastavro's `schemaless_writer` bytes (`tests/wire/test_fast_writer.py`
 checks that over generated records of every schema in `schemas/` and of every Avro type).
@@ -27,7 +32,8 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Mapping
-from operator import itemgetter
+from itertools import chain
+from operator import call, itemgetter
 from typing import Any, Final, NoReturn
 
 Writer = Callable[[Any], bytes]
@@ -47,13 +53,14 @@ _UNION_BRANCHES: Final = frozenset(
 )
 # lengths below this have their varint prefix looked up rather than computed
 _TABLE: Final = 1024
-# encodings kept per writer and per union branch, of strings and of longs (emptied when full)
+# encodings kept per writer and per union branch, of strings and of ints and longs (emptied
+# when full)
 _CACHE_SIZE: Final = 4096
 _CACHED_CHARS: Final = 128
 
 
 class Unsupported(Exception):
-    """The schema uses a construct the generated writers do not handle."""
+    """The schema uses a construct the writers do not handle."""
 
 
 class Rejected(Exception):
@@ -104,98 +111,85 @@ def _size(n: int) -> bytes:
     return _SIZE[n] if n < _TABLE else varint(n << 1)
 
 
-def _string_writer(tag: bytes) -> tuple[Callable[[Any], bytes | None], Writer]:
-    """(cache lookup, writer) of strings, each encoding after the union branch `tag`."""
-    cache: dict[str, bytes] = {}
+class _Table(dict[Any, bytes]):
+    """Fixed encodings (enum symbols, null): any other value raises Rejected."""
 
-    def write_string(value: Any) -> bytes:
-        if type(value) is not str and not isinstance(value, str):
+    __slots__ = ()
+
+    def __missing__(self, value: Any) -> bytes:
+        raise Rejected
+
+
+class _Strings(dict[Any, bytes]):
+    """Encodings of strings after the union branch `tag` (and of None as the union's `null`
+    branch, if any): `cache[value]` is the encoding of `value`, computed when missing and kept
+    if short; any other value raises."""
+
+    __slots__ = ("null", "tag")
+
+    def __init__(self, tag: bytes, null: bytes | None) -> None:
+        super().__init__()
+        self.tag, self.null = tag, null
+        if null is not None:
+            self[None] = null
+
+    def __missing__(self, value: Any) -> bytes:
+        if not isinstance(value, str):
             raise Rejected
         # str.encode, not value.encode(): a str subclass is written as its string value
         data = str.encode(value)
-        encoded = b"".join((tag, _size(len(data)), data))
+        encoded = b"".join((self.tag, _size(len(data)), data))
         if len(value) <= _CACHED_CHARS:
-            if len(cache) >= _CACHE_SIZE:
-                cache.clear()
-            cache[value] = encoded
+            if len(self) >= _CACHE_SIZE:
+                self.clear()
+                if self.null is not None:
+                    self[None] = self.null
+            self[value] = encoded
         return encoded
 
-    return cache.get, write_string
 
+class _Ints(dict[int, bytes]):
+    """Encodings of ints or longs after the union branch `tag`, as `_Strings`. Looked up only
+    with values of type int (True == 1 and 1.0 == 1 as dict keys): see `_int_writer`."""
 
-def _long_writer(tag: bytes) -> tuple[Callable[[int], bytes | None], Writer]:
-    """(cache lookup, writer) of longs, each encoding after the union branch `tag`. The cache
-    is looked up only with values of type int (True == 1 and 1.0 == 1 as dict keys)."""
-    cache: dict[int, bytes] = {}
+    __slots__ = ("high", "low", "tag")
 
-    def write_long(value: Any) -> bytes:
-        if type(value) is not int or not LONG_MIN <= value <= LONG_MAX:
+    def __init__(self, tag: bytes, low: int, high: int) -> None:
+        super().__init__()
+        self.tag, self.low, self.high = tag, low, high
+
+    def __missing__(self, value: int) -> bytes:
+        if not self.low <= value <= self.high:
             raise Rejected
-        encoded = tag + varint((value << 1) ^ (value >> 63))
-        if len(cache) >= _CACHE_SIZE:
-            cache.clear()
-        cache[value] = encoded
+        encoded = self.tag + varint((value << 1) ^ (value >> 63))
+        if len(self) >= _CACHE_SIZE:
+            self.clear()
+        self[value] = encoded
         return encoded
 
-    return cache.get, write_long
 
+class _Builder:
+    """Builds the encoders of one record schema: each takes a value of any type and returns
+    its encoding, or raises for a value the fast path does not take."""
 
-def _write_int(value: Any) -> bytes:
-    if type(value) is not int or not INT_MIN <= value <= INT_MAX:
-        raise Rejected
-    return varint((value << 1) ^ (value >> 63))
-
-
-def _as_float(value: Any) -> float:
-    """An int written as a float/double (fastavro converts it); other types rejected."""
-    if type(value) is not int:
-        raise Rejected
-    return float(value)
-
-
-class _Compiler:
-    """Generates the source of the writer functions of one record schema."""
-
-    def __init__(self, prefix: bytes) -> None:
-        self.namespace: dict[str, Any] = {
-            "_reject": reject,
-            "_size": _size,
-            "_int": _write_int,
-            "_as_float": _as_float,
-            "_PREFIX": prefix,
-        }
-        self.lines: list[str] = []
+    def __init__(self) -> None:
         self.named: dict[str, Any] = {}  # full name -> definition
-        self.functions: dict[str, str] = {}  # full record name -> its writer function
+        self.records: dict[str, Writer] = {}  # full record name -> its writer
         self.pending: set[str] = set()
-        self.writers: dict[tuple[str, bytes], tuple[str, str]] = {}
-        self.packers: dict[str, str] = {}
-        self.counter = 0
+        self.caches: dict[tuple[str, bytes], _Strings | _Ints] = {}
 
-    def name(self, stem: str) -> str:
-        self.counter += 1
-        return f"_{stem}{self.counter}"
-
-    def const(self, stem: str, value: Any) -> str:
-        name = self.name(stem)
-        self.namespace[name] = value
-        return name
-
-    def cached(self, kind: str, tag: bytes) -> tuple[str, str]:
-        """Names of the (cache lookup, writer) of strings or longs after `tag` (one pair per
-        writer and tag: the records of a schema share them)."""
-        found = self.writers.get((kind, tag))
+    def cache(self, kind: str, tag: bytes, null: bytes | None) -> _Strings | _Ints:
+        """The cache of strings, ints or longs after `tag` (one per writer and tag: the
+        records of a schema share them; a union's null branch follows from its `tag`)."""
+        found = self.caches.get((kind, tag))
         if found is None:
-            get, write = (_string_writer if kind == "string" else _long_writer)(tag)
-            found = self.writers[(kind, tag)] = (self.const("get", get), self.const("w", write))
-        return found
-
-    def pack(self, layout: str, tag: bytes) -> str:
-        """Name of the `struct` packer of a float/double, after a one-byte `tag` if any."""
-        layout = f"<B{layout[1:]}" if tag else layout
-        found = self.packers.get(layout)
-        if found is None:
-            found = self.packers[layout] = self.const("pack", struct.Struct(layout).pack)
+            if kind == "string":
+                found = _Strings(tag, null)
+            elif kind == "long":
+                found = _Ints(tag, LONG_MIN, LONG_MAX)
+            else:
+                found = _Ints(tag, INT_MIN, INT_MAX)
+            self.caches[(kind, tag)] = found
         return found
 
     def resolve(self, schema: Any) -> tuple[str, Any]:
@@ -225,88 +219,62 @@ class _Compiler:
             return kind, schema
         raise Unsupported(f"type {kind!r}")
 
-    def inline(self, schema: Any, v: str, tag: bytes = b"") -> list[str]:
-        """Expressions whose bytes, in order, are `tag` then the encoding of the value of the
-        local `v` (a union's branch index is the `tag` of its branch)."""
+    def encoder(self, schema: Any, tag: bytes = b"", null: bytes | None = None) -> Writer:
+        """The encoder of values of `schema`, each encoding after `tag`; in a union, `tag` is
+        the index of the branch of `schema` and `null` the encoding of the null branch."""
         kind, definition = self.resolve(schema)
         if kind == "string":
-            get, write = self.cached("string", tag)
-            return [f"({get}({v}) or {write}({v}))"]
-        if kind == "long":
-            get, write = self.cached("long", tag)
-            return [f"(({get}({v}) or {write}({v})) if type({v}) is int else _reject())"]
+            return self.cache(kind, tag, null).__getitem__
+        if kind in ("long", "int"):
+            return _int_writer(self.cache(kind, tag, null).__getitem__, null)
+        if kind in ("double", "float"):
+            layout = "d" if kind == "double" else "f"
+            if tag:  # (a one-byte branch index: a union has two branches)
+                return _float_branch_writer(struct.Struct(f"<B{layout}").pack, tag[0], null)
+            return _float_writer(struct.Struct(f"<{layout}").pack)
+        if kind == "null":
+            return _Table({None: b""}).__getitem__
+        if kind == "boolean":
+            return _bool_writer(tag + b"\x01", tag + b"\x00", null)
         if kind == "enum":
             symbols = definition["symbols"]
             if not isinstance(symbols, list) or not all(isinstance(s, str) for s in symbols):
                 raise Unsupported("enum symbols")
-            table = {s: tag + varint(zigzag(i)) for i, s in enumerate(symbols)}
-            return [f"{self.const('enum', table)}[{v}]"]
-        if kind in ("double", "float") and len(tag) <= 1:
-            pack = self.pack(("<d" if kind == "double" else "<f"), tag)
-            args = f"{tag[0]}, " if tag else ""
-            return [f"({pack}({args}{v}) if type({v}) is float else {pack}({args}_as_float({v})))"]
-        head = [self.const("tag", tag)] if tag else []
-        if kind == "null":
-            return [*head, f'(b"" if {v} is None else _reject())']
-        if kind == "boolean":
-            return [
-                *head,
-                f'(b"\\x01" if {v} is True else b"\\x00" if {v} is False else _reject())',
-            ]
-        if kind == "int":
-            return [*head, f"_int({v})"]
+            table = _Table({s: tag + varint(zigzag(i)) for i, s in enumerate(symbols)})
+            if null is not None:
+                table[None] = null
+            return table.__getitem__
         if kind == "bytes":
-            return [*head, f"(_size(len({v})) if type({v}) is bytes else _reject())", v]
+            return _bytes_writer(tag, null)
         if kind == "fixed":
-            size = definition["size"]
-            return [*head, f"({v} if type({v}) is bytes and len({v}) == {size!r} else _reject())"]
+            return _fixed_writer(tag, definition["size"], null)
         if kind == "union":
             if tag:
                 raise Unsupported("union in a union")
-            return [self.union(definition, v)]
-        return [*head, f"{self.function(kind, definition)}({v})"]
+            return self.union(definition)
+        if kind == "record":
+            return self.record(definition)
+        if kind == "array":
+            return _array_writer(self.encoder(definition["items"]))
+        if kind == "map":
+            keys = self.cache("string", b"", None).__getitem__
+            return _map_writer(keys, self.encoder(definition["values"]))
+        raise Unsupported(f"type {kind!r}")
 
-    def union(self, branches: list[Any], v: str) -> str:
+    def union(self, branches: list[Any]) -> Writer:
         kinds = [self.resolve(branch)[0] for branch in branches]
         if len(kinds) != 2 or "null" not in kinds:
             raise Unsupported(f"union {branches!r}")
         index = 1 - kinds.index("null")
         if kinds[index] not in _UNION_BRANCHES:
             raise Unsupported(f"union {branches!r}")
-        parts = self.inline(branches[index], v, varint(zigzag(index)))
-        value = parts[0] if len(parts) == 1 else f"b''.join(({', '.join(parts)}))"
-        return f"({varint(zigzag(1 - index))!r} if {v} is None else {value})"
+        return self.encoder(branches[index], varint(zigzag(index)), varint(zigzag(1 - index)))
 
-    def function(self, kind: str, definition: Mapping[str, Any]) -> str:
-        """The name of a generated function writing one record, array or map value."""
-        if kind == "record":
-            return self.record(definition)
-        fn = self.name(kind)
-        if kind == "array":
-            parts = self.inline(definition["items"], "x")
-            loop = "for x in a"
-            check = "type(a) is not list"
-        elif kind == "map":
-            parts = [*self.inline("string", "k"), *self.inline(definition["values"], "x")]
-            loop = "for k, x in a.items()"
-            check = "type(a) is not dict"
-        else:
-            raise Unsupported(f"type {kind!r}")
-        item = parts[0] if len(parts) == 1 else f"b''.join(({', '.join(parts)}))"
-        self.lines += [
-            f"def {fn}(a):",
-            f"    if {check}:",
-            "        _reject()",
-            "    if not a:",
-            '        return b"\\x00"',
-            f'    return b"".join((_size(len(a)), *[{item} {loop}], b"\\x00"))',
-        ]
-        return fn
-
-    def record(self, definition: Mapping[str, Any], prefix: bool = False) -> str:
+    def record(self, definition: Mapping[str, Any], prefix: bytes | None = None) -> Writer:
+        """The writer of a record (`prefix` + the body, for the top-level record)."""
         full_name = definition["name"]
-        if full_name in self.functions:
-            return self.functions[full_name]
+        if prefix is None and full_name in self.records:
+            return self.records[full_name]
         if full_name in self.pending:
             raise Unsupported(f"recursive record {full_name}")
         if definition.get("type") != "record":
@@ -316,36 +284,156 @@ class _Compiler:
         names = [field["name"] for field in fields]
         if not all(isinstance(name, str) for name in names):
             raise Unsupported(f"field names of {full_name}")
-        values = [f"f{i}" for i in range(len(fields))]
-        parts = ["_PREFIX"] if prefix else []
-        for field, value in zip(fields, values, strict=True):
-            parts += self.inline(field["type"], value)
-        fn = self.name("record")
-        body = [f"def {fn}(r):", "    if type(r) is not dict:", "        _reject()"]
-        if len(fields) == 1:
-            body.append(f"    f0 = r[{names[0]!r}]")
-        elif fields:
-            body.append(f"    {', '.join(values)} = {self.const('get', itemgetter(*names))}(r)")
-        body.append(f"    return b''.join(({', '.join(parts)},))" if parts else "    return b''")
-        self.lines += body
+        encoders = tuple(self.encoder(field["type"]) for field in fields)
+        writer = _record_writer(names, encoders, b"" if prefix is None else prefix)
         self.pending.discard(full_name)
-        self.functions[full_name] = fn
-        return fn
+        if prefix is None:
+            self.records[full_name] = writer
+        return writer
+
+
+def _record_writer(names: list[str], encoders: tuple[Writer, ...], prefix: bytes) -> Writer:
+    if not names:
+
+        def write_empty(record: Any) -> bytes:
+            if type(record) is not dict:
+                raise Rejected
+            return prefix
+
+        return write_empty
+    if len(names) == 1:
+        (name,), (encode,) = names, encoders
+
+        def write_one(record: Any) -> bytes:
+            if type(record) is not dict:
+                raise Rejected
+            return prefix + encode(record[name])
+
+        return write_one
+    join, values = b"".join, itemgetter(*names)
+
+    def write_record(record: Any) -> bytes:
+        if type(record) is not dict:
+            raise Rejected
+        # a list, not a tuple: `join` takes it as is
+        return join([prefix, *map(call, encoders, values(record))])
+
+    return write_record
+
+
+def _array_writer(items: Writer) -> Writer:
+    join = b"".join
+
+    def write_array(array: Any) -> bytes:
+        if type(array) is not list:
+            raise Rejected
+        if not array:
+            return b"\x00"
+        return join([_size(len(array)), *map(items, array), b"\x00"])
+
+    return write_array
+
+
+def _map_writer(keys: Writer, values: Writer) -> Writer:
+    join = b"".join
+
+    def write_map(mapping: Any) -> bytes:
+        if type(mapping) is not dict:
+            raise Rejected
+        if not mapping:
+            return b"\x00"
+        pairs = zip(map(keys, mapping), map(values, mapping.values()), strict=True)
+        return join([_size(len(mapping)), *chain.from_iterable(pairs), b"\x00"])
+
+    return write_map
+
+
+def _int_writer(lookup: Writer, null: bytes | None) -> Writer:
+    if null is None:
+
+        def write_int(value: Any) -> bytes:
+            if type(value) is int:
+                return lookup(value)
+            raise Rejected
+
+        return write_int
+
+    def write_int_branch(value: Any) -> bytes:
+        if type(value) is int:
+            return lookup(value)
+        if value is None:
+            return null
+        raise Rejected
+
+    return write_int_branch
+
+
+def _float_writer(pack: Callable[[float], bytes]) -> Writer:
+    def write_float(value: Any) -> bytes:
+        if type(value) is float or type(value) is int:  # an int is written as a float
+            return pack(value)
+        raise Rejected
+
+    return write_float
+
+
+def _float_branch_writer(
+    pack: Callable[[int, float], bytes], index: int, null: bytes | None
+) -> Writer:
+    def write_float_branch(value: Any) -> bytes:
+        if type(value) is float or type(value) is int:
+            return pack(index, value)
+        if value is None and null is not None:
+            return null
+        raise Rejected
+
+    return write_float_branch
+
+
+def _bool_writer(true: bytes, false: bytes, null: bytes | None) -> Writer:
+    def write_bool(value: Any) -> bytes:
+        if value is True:
+            return true
+        if value is False:
+            return false
+        if value is None and null is not None:
+            return null
+        raise Rejected
+
+    return write_bool
+
+
+def _bytes_writer(tag: bytes, null: bytes | None) -> Writer:
+    def write_bytes(value: Any) -> bytes:
+        if type(value) is bytes:
+            return b"".join((tag, _size(len(value)), value))
+        if value is None and null is not None:
+            return null
+        raise Rejected
+
+    return write_bytes
+
+
+def _fixed_writer(tag: bytes, size: Any, null: bytes | None) -> Writer:
+    def write_fixed(value: Any) -> bytes:
+        if type(value) is bytes and len(value) == size:
+            return tag + value
+        if value is None and null is not None:
+            return null
+        raise Rejected
+
+    return write_fixed
 
 
 def compile_writer(parsed: Mapping[str, Any], prefix: bytes = b"") -> Writer | None:
     """A function writing `prefix` + the Avro body of a record of the parsed record schema;
-    None when the schema has constructs the generated writers do not handle."""
-    compiler = _Compiler(prefix)
+    None when the schema has constructs the writers do not handle."""
+    builder = _Builder()
     for name, definition in (parsed.get("__named_schemas") or {}).items():
-        compiler.named.setdefault(name, definition)
+        builder.named.setdefault(name, definition)
     try:
-        if compiler.resolve(parsed)[0] != "record":
+        if builder.resolve(parsed)[0] != "record":
             return None
-        fn = compiler.record(parsed, prefix=True)
+        return builder.record(parsed, prefix)
     except Unsupported:
         return None
-    source = "\n".join(compiler.lines) + "\n"
-    exec(compile(source, f"<avro writer {parsed['name']}>", "exec"), compiler.namespace)  # noqa: S102
-    writer: Writer = compiler.namespace[fn]
-    return writer

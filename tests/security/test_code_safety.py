@@ -13,7 +13,7 @@ STREAMS = Path(__file__).resolve().parents[2] / "streams"
 FORBIDDEN_MODULES = frozenset(
     {"pickle", "cPickle", "_pickle", "dill", "cloudpickle", "jsonpickle", "marshal", "shelve"}
 )
-FORBIDDEN_CALLS = frozenset({"eval", "exec", "__import__"})
+FORBIDDEN_CALLS = frozenset({"eval", "exec", "compile", "__import__"})
 UNSAFE_YAML = frozenset({"load", "load_all", "unsafe_load", "unsafe_load_all", "full_load"})
 UNSAFE_YAML_LOADERS = frozenset({"Loader", "UnsafeLoader", "FullLoader", "CLoader", "CFullLoader"})
 SAFE_LOADERS = frozenset({"SafeLoader", "CSafeLoader", "BaseLoader"})
@@ -84,10 +84,10 @@ def problems_in(source: str, where: str) -> list[str]:
     return found
 
 
-# The one reviewed exception: the Avro writers generated from our own output schemas (files in
-# `schemas/`, never input data); every name from a schema enters the generated source as a
-# repr() literal. Listed by file and call, so any other exec() anywhere still fails.
-REVIEWED = frozenset({"streams/wire/fast_writer.py: exec()"})
+# Reviewed exceptions, by file and call ("streams/wire/x.py: exec()"), so that any other call
+# anywhere still fails: none. (The Avro writers of `streams/wire/fast_writer.py` were compiled
+# from generated source with exec(); they are composed of closures now.)
+REVIEWED: frozenset[str] = frozenset()
 
 
 def test_no_unsafe_deserialisation_or_code_execution_in_streams() -> None:
@@ -98,8 +98,8 @@ def test_no_unsafe_deserialisation_or_code_execution_in_streams() -> None:
         found += problems_in(path.read_text(), str(path.relative_to(STREAMS.parent)))
     unreviewed = [f for f in found if _without_line(f) not in REVIEWED]
     assert not unreviewed, "\n".join(unreviewed)
-    # the exception is still needed (remove it from REVIEWED when it is not)
-    assert {_without_line(f) for f in found} == REVIEWED
+    # and every listed exception is still needed (remove it from REVIEWED when it is not)
+    assert {_without_line(f) for f in found} >= REVIEWED
 
 
 def _without_line(problem: str) -> str:
@@ -118,6 +118,7 @@ def _without_line(problem: str) -> str:
         "import dill",
         "eval('1')",
         "exec('x = 1')",
+        "compile('x = 1', '<x>', 'exec')",
         "import yaml\nyaml.load(text)",
         "import yaml\nyaml.load(text, Loader=yaml.Loader)",
         "import yaml as y\ny.load(text, y.FullLoader)",
