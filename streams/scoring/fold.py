@@ -250,43 +250,51 @@ class PartitionState:
                 seen_from[2] = 0
 
     def _fold(self, unit: str, state: UnitState, entry: Entry) -> None:
-        day, month = self.calendar.starts(entry.event_time)
+        # the hot loop of the fold: once per scored event, into 2 or 3 windows
+        event_time = entry.event_time
+        day, month = self.calendar.starts(event_time)
         is_base = entry.type == "subscriber_base"
-        keys: list[WindowKey] = [(unit, "day", day), (unit, "month", month)]
-        if not is_base:
-            keys.append(
-                (unit, "slice", slice_start_ms(entry.event_time, self.config.rolling_slice_ms))
-            )
-        source, offset = entry.source, entry.offset
+        payload = entry.payload
+        keys: tuple[WindowKey, ...]
+        if is_base:
+            keys = ((unit, "day", day), (unit, "month", month))
+            contributions: list[tuple[int, float, float]] = []
+        else:
+            slice_start = event_time - event_time % self.config.rolling_slice_ms
+            keys = ((unit, "day", day), (unit, "month", month), (unit, "slice", slice_start))
+            contributions = [
+                (int(payload[i]), payload[i + 1], payload[i + 2]) for i in range(0, len(payload), 3)
+            ]
+        source, offset, ingest_ms = entry.source, entry.offset, entry.ingest_ms
+        windows = self.windows
         for key in keys:
-            window = self.windows.get(key)
+            window = windows.get(key)
             if window is None:
-                window = self.windows[key] = Window()
+                window = windows[key] = Window()
                 if key[1] == "slice":
                     state.slices[key[2]] = window
                 else:
                     state.calendar.add(key)
-            if offset <= window.guard.get(source, -1):
+            guard = window.guard
+            if offset <= guard.get(source, -1):
                 continue  # already in this window: a flush was cut after writing it
-            window.guard[source] = offset
+            guard[source] = offset
             window.changed = window.unsaved = True
-            if entry.ingest_ms > window.newest_ingest_ms:
-                window.newest_ingest_ms = entry.ingest_ms
+            if ingest_ms > window.newest_ingest_ms:
+                window.newest_ingest_ms = ingest_ms
             if is_base:
                 continue
-            payload = entry.payload
-            accumulators = window.accumulators
             if key[1] == "slice":
                 self._into_rolling(state, key[2], payload)
-            for i in range(0, len(payload), 3):
-                index = int(payload[i])
+            accumulators = window.accumulators
+            for index, a, b in contributions:
                 acc = accumulators.get(index)
                 if acc is None:
-                    accumulators[index] = [1.0, payload[i + 1], payload[i + 2]]
+                    accumulators[index] = [1.0, a, b]
                 else:
                     acc[0] += 1.0
-                    acc[1] += payload[i + 1]
-                    acc[2] += payload[i + 2]
+                    acc[1] += a
+                    acc[2] += b
         if is_base and offset > state.base_guard.get(source, -1):
             state.base_guard[source] = offset
             state.bases.add(unit, entry.service, entry.event_time, int(entry.payload))
