@@ -1,4 +1,4 @@
-"""Output record encoding: fastavro `schemaless_writer` vs the generated writers of `encode`.
+"""Output record encoding: fastavro `schemaless_writer` vs the specialised writers of `encode`.
 
     .venv/bin/python bench/encode.py [--records 50000] [--rounds 7]
 
@@ -92,9 +92,9 @@ def main() -> None:
     kpi, score = store.current_record("KpiWindow"), store.current_record("CemiScore")
     contenders: dict[str, Callable[[StoredSchema, Any], bytes]] = {
         "fastavro": fastavro_encode,
-        "generated": encode,
+        "specialised": encode,
     }
-    print(f"| {'records':<36} | fastavro µs | generated µs | speed-up |")
+    print(f"| {'records':<36} | fastavro µs | specialised µs | speed-up |")
     print(f"| {'-' * 36} | ----------- | ------------ | -------- |")
     for shared, label in ((True, "publication times shared"), (False, "every timestamp distinct")):
         pairs = [
@@ -108,7 +108,7 @@ def main() -> None:
         }
         for name, subset in subsets.items():
             best = best_of(args.rounds, subset, contenders)
-            old, new = best["fastavro"], best["generated"]
+            old, new = best["fastavro"], best["specialised"]
             print(f"| {name:<36} | {old:11.2f} | {new:12.2f} | {old / new:7.1f}x |")
 
 

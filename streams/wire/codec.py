@@ -177,7 +177,7 @@ _MAX_WRITERS: Final = 256
 def encode(schema: StoredSchema, record: dict[str, Any]) -> bytes:
     """Single-object Avro encoding of `record` with `schema` (its header, then the body).
 
-    A writer generated for the schema (`streams.wire.fast_writer`) writes the records whose
+    A writer specialised for the schema (`streams.wire.fast_writer`) writes the records whose
     values all have exactly the schema's types, byte for byte as fastavro would; any other
     record is validated against the schema (InvalidRecord when it does not match: a None in a
     non-nullable field, a wrong type, an int out of range) and written by fastavro.
@@ -187,13 +187,13 @@ def encode(schema: StoredSchema, record: dict[str, Any]) -> bytes:
         found = _writer_of(schema)
     try:
         return found[1](record)
-    except Exception:  # not a record the generated writer takes
+    except Exception:  # not a record the specialised writer takes
         return encode_checked(schema, record)
 
 
 def _writer_of(schema: StoredSchema) -> tuple[StoredSchema, Callable[[Any], bytes]]:
     writer = compile_writer(schema.parsed, schema.header)
-    if writer is None:  # constructs the generated writers do not handle: all to fastavro
+    if writer is None:  # constructs the specialised writers do not handle: all to fastavro
         writer = reject
     if len(_WRITERS) >= _MAX_WRITERS:
         _WRITERS.clear()

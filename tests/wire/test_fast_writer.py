@@ -1,4 +1,4 @@
-"""The generated Avro writers (`streams/wire/fast_writer.py`) behind `codec.encode`: byte for
+"""The specialised Avro writers (`streams/wire/fast_writer.py`) behind `codec.encode`: byte for
 byte what fastavro writes, for generated records of every schema in `schemas/` and of a schema
 with every Avro type, and for the records the scorer really publishes; records that do not
 match their schema raise; schemas with constructs the writers do not handle go to fastavro."""
@@ -102,7 +102,7 @@ def fastavro_bytes(schema: StoredSchema, record: Any) -> bytes:
 
 def writer_of(schema: StoredSchema) -> fast_writer.Writer:
     writer = compile_writer(schema.parsed, schema.header)
-    assert writer is not None, f"no generated writer for {schema.name}"
+    assert writer is not None, f"no specialised writer for {schema.name}"
     return writer
 
 
@@ -131,7 +131,7 @@ def _floats(width: int) -> st.SearchStrategy[Any]:
 
 
 def values(schema: Any, named: dict[str, Any]) -> st.SearchStrategy[Any]:
-    """Valid Python values of a parsed schema, of the types the generated writers take."""
+    """Valid Python values of a parsed schema, of the types the specialised writers take."""
     if isinstance(schema, list):
         return st.one_of([values(branch, named) for branch in schema])
     if isinstance(schema, str):
@@ -173,7 +173,7 @@ def records(schema: StoredSchema) -> st.SearchStrategy[dict[str, Any]]:
 # --- byte-identical to fastavro ----------------------------------------------------------------
 
 
-def test_every_schema_in_the_store_gets_a_generated_writer() -> None:
+def test_every_schema_in_the_store_gets_a_specialised_writer() -> None:
     assert {s.name.rsplit(".", 1)[1] for s in SCHEMAS} >= set(OUTPUTS)
     for schema in [*SCHEMAS, ALL_TYPES_SCHEMA]:
         writer_of(schema)
@@ -182,12 +182,12 @@ def test_every_schema_in_the_store_gets_a_generated_writer() -> None:
 @pytest.mark.parametrize("schema", SCHEMAS, ids=lambda s: s.path.name)
 @EXAMPLES
 @given(data=st.data())
-def test_generated_writers_write_what_fastavro_writes(
+def test_specialised_writers_write_what_fastavro_writes(
     schema: StoredSchema, data: st.DataObject
 ) -> None:
     record = data.draw(records(schema))
     expected = fastavro_bytes(schema, record)
-    assert writer_of(schema)(record) == expected  # the generated writer took it
+    assert writer_of(schema)(record) == expected  # the specialised writer took it
     assert encode(schema, record) == expected
 
 
@@ -281,7 +281,7 @@ def test_alerts_are_written_as_fastavro_writes_them(default_plan: ScoringPlan) -
         assert writer_of(schema)(record) == fastavro_bytes(schema, record)
 
 
-# --- what the generated writers do not take goes to fastavro ---------------------------------
+# --- what the specialised writers do not take goes to fastavro -------------------------------
 
 
 class Level(enum.StrEnum):
@@ -318,7 +318,7 @@ def test_missing_fields_take_their_default_as_with_fastavro() -> None:
     del record["coverage"], record["score"]  # defaults 0.0 and null
     assert encode(schema, record) == fastavro_bytes(schema, record)
     with pytest.raises(KeyError):
-        writer_of(schema)(record)  # the generated writer does not take it: fastavro does
+        writer_of(schema)(record)  # the specialised writer does not take it: fastavro does
 
 
 def _wrong_values(kind: Any, named: dict[str, Any]) -> list[Any]:
