@@ -176,10 +176,11 @@ def main() -> None:
     )
     if args.profile:
         for name, profile in profiles.items():
-            out = io.StringIO()
-            pstats.Stats(profile, stream=out).sort_stats("tottime").print_stats(18)
-            print(f"\n-- {name}: top by own time --")
-            print("\n".join(out.getvalue().splitlines()[6:30]))
+            for order in ("tottime", "cumulative"):
+                out = io.StringIO()
+                pstats.Stats(profile, stream=out).sort_stats(order).print_stats(18)
+                print(f"\n-- {name}: top by {order} --")
+                print("\n".join(out.getvalue().splitlines()[6:30]))
 
 
 if __name__ == "__main__":
