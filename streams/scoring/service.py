@@ -68,6 +68,12 @@ class PartitionRuntime:
     last_open_publish: float = 0.0  # when open windows were last published
 
 
+def _replaying(runtime: PartitionRuntime, now_ms: int) -> bool:
+    """The partition folds a backlog of history: more envelopes wait on the broker and its
+    event time is well behind the clock (a live stream always has a few records left)."""
+    return runtime.backlog and (runtime.state.watermark_ms or 0) < now_ms - CATCH_UP_MS
+
+
 class ScoringService:
     def __init__(
         self,
@@ -207,7 +213,7 @@ class ScoringService:
             # emit. A live stream with a momentary backlog publishes at every emit.
             if now - runtime.last_envelope >= self.flush_interval_s:
                 runtime.backlog = False  # nothing arrived for a while: no backlog left
-            catching_up = runtime.backlog and (state.watermark_ms or 0) < now_ms - CATCH_UP_MS
+            catching_up = _replaying(runtime, now_ms)
             open_windows = not catching_up or now - runtime.last_open_publish >= CATCH_UP_PUBLISH_S
             if open_windows:
                 runtime.last_open_publish = now
@@ -252,12 +258,13 @@ class ScoringService:
         return [self.outputs.alert_message(r) for r in records]
 
     def catching_up(self) -> bool:
-        """Some partition is folding a backlog (envelopes arriving, more waiting on the
-        broker): publication competes with the fold for the CPU. A live stream that the
-        fold keeps up with is not catching up."""
-        now = time.monotonic()
+        """Some partition is replaying history: envelopes arriving with more waiting on the
+        broker, and its event time well behind the clock. Publication then competes with
+        the fold for the CPU. A live stream, where some records are always left to read
+        after a batch, is not catching up."""
+        now, now_ms = time.monotonic(), _wall_ms()
         return any(
-            runtime.backlog and now - runtime.last_envelope < self.flush_interval_s
+            now - runtime.last_envelope < self.flush_interval_s and _replaying(runtime, now_ms)
             for runtime in self.partitions.values()
         )
 

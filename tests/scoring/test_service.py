@@ -217,6 +217,18 @@ def test_the_service_is_catching_up_only_while_a_backlog_keeps_arriving(
     feeder.send(["2026-11-05 10:00"], backlog=False)
     assert not service.catching_up()  # a live stream the fold keeps up with
     feeder.send(["2026-11-05 10:01"], backlog=True)
-    assert service.catching_up()
+    assert service.catching_up()  # history, with more envelopes waiting
     service.partitions[0].last_envelope -= 61  # a flush interval without envelopes
+    assert not service.catching_up()
+
+
+def test_a_live_stream_with_records_left_after_each_batch_is_not_catching_up(
+    small_plan: ScoringPlan,
+) -> None:
+    # at a steady live rate some records are always left to read after a batch: that is
+    # not history to catch up on, and publication must not be spaced out for it
+    service = service_for(small_plan, flush_interval_s=60)
+    now = datetime.now(LOCAL).replace(tzinfo=None)
+    times = [(now - timedelta(seconds=s)).strftime("%Y-%m-%d %H:%M:%S") for s in (2, 1)]
+    Feeder(small_plan, service).send(times, backlog=True)
     assert not service.catching_up()
