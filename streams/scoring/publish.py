@@ -159,28 +159,31 @@ class Publisher:
             window_start = rows[0]["window_start"]
             window.changed = False
             published = self._records.setdefault((state.partition, key), {})
-            self._scores[(state.partition, key)] = {record_key(r): r["score"] for r in rows}
+            row_keys = [record_key(r) for r in rows]
+            self._scores[(state.partition, key)] = {
+                k: r["score"] for k, r in zip(row_keys, rows, strict=True)
+            }
             signatures = self._signatures.setdefault((state.partition, key), {})
             going = []
-            for row in rows:
-                row_key, signature = record_key(row), _signature(row)
+            for row_key, row in zip(row_keys, rows, strict=True):
+                signature = _signature(row)
                 if closed or signatures.get(row_key) != signature:
                     signatures[row_key] = signature
-                    going.append(row)
+                    going.append((row_key, row))
             if not going:
                 continue
             window.revision += 1
             window.final = closed
             window.unsaved = True
             newest_ingest_ms = window.newest_ingest_ms or None
-            for row in going:
+            for row_key, row in going:
                 row["window_start_ms"] = start
                 row["revision"] = window.revision
                 row["final"] = closed
                 row["published_at_ms"] = now_ms
                 row["newest_event_ingest_ms"] = newest_ingest_ms
-                published[record_key(row)] = row
-            out.records.extend(going)
+                published[row_key] = row
+                out.records.append(row)
             out.summaries.append(
                 {
                     "unit": unit,
