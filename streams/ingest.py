@@ -70,6 +70,7 @@ class _DropOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         if self.backlog is not None:
+            self.backlog.assigned()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.backlog.refresh(force=True), timeout=5)
 
@@ -89,11 +90,18 @@ class GroupBacklog:
         self.consumer = consumer
         self.topics = topics
         self.behind: set[str] = set()
+        # read since the last assignment: until then no envelope goes out (it would let the
+        # fold's watermark run ahead of the other ingests' unread partitions)
+        self.ready = False
         self._next = 0.0
+
+    def assigned(self) -> None:
+        """The group's partitions moved: the view must be read again before sending."""
+        self.ready = False
 
     async def refresh(self, force: bool = False) -> None:
         now = time.monotonic()
-        if not force and now < self._next:
+        if not force and self.ready and now < self._next:
             return
         self._next = now + GROUP_BACKLOG_REFRESH_S
         tps = [
@@ -116,6 +124,7 @@ class GroupBacklog:
             if ends.get(tp, 0) > done:
                 behind.add(source_key(tp.topic, tp.partition))
         self.behind = behind
+        self.ready = True
 
 
 class Ingest:
@@ -206,7 +215,12 @@ class Ingest:
                 waiting = aligner.waiting(assigned, caught_up.__contains__, time.monotonic())
                 if waiting:
                     continue
-                released = aligner.release(caught_up.__contains__, batch)
+                await group_backlog.refresh()
+                # nothing goes out before the group's view was read since the assignment
+                # (retried at every turn; fetching stays bounded by the pauses below)
+                released = (
+                    aligner.release(caught_up.__contains__, batch) if group_backlog.ready else []
+                )
                 if released:
                     # sources with records left after this batch (on the broker or here)
                     left = Counter(lag)
@@ -217,7 +231,6 @@ class Ingest:
                         if left.get((tp.topic, tp.partition), 1) > 0  # unknown: not fetched yet
                     }
                     # and the group's other partitions with records nobody committed yet
-                    await group_backlog.refresh()
                     mine = {source_key(tp.topic, tp.partition) for tp in assigned}
                     others = group_backlog.behind - mine
                     acked = await self.send(released, behind, assigned, others)

@@ -175,6 +175,10 @@ class PartitionState:
         """Fold one envelope's entries; the watermark moves between envelopes. `behind` and
         `caught_up`: the sending ingest's sources with and without records left to read."""
         self.refresh_watermark(now_ms)
+        first_oldest = None
+        if self.watermark_ms is None:  # the partition's first envelope
+            entries = list(entries)
+            first_oldest = min((e.event_time for e in entries), default=None)
         lateness = self.config.allowed_lateness_ms
         units = self.units
         sources = self.sources
@@ -211,7 +215,7 @@ class PartitionState:
             if entry.ingest_ms > self.newest_ingest_ms:
                 self.newest_ingest_ms = entry.ingest_ms
             self._fold(unit, state, entry)
-        self._track_backlogs(behind, caught_up, now_ms, group_behind)
+        self._track_backlogs(behind, caught_up, now_ms, group_behind, first_oldest)
         self.refresh_watermark(now_ms)
 
     def _track_backlogs(
@@ -220,12 +224,18 @@ class PartitionState:
         caught_up: Iterable[str],
         now_ms: int,
         group_behind: Iterable[str] = (),
+        first_oldest: int | None = None,
     ) -> None:
         """A source with records left holds the watermark even before it delivered anything
         here (its events may be hours behind the others'), for as long as its ingest keeps
-        reporting it; a caught-up one is released after the usual idle time."""
+        reporting it; a caught-up one is released after the usual idle time. Such a source
+        is held where the watermark is, or, on the partition's first envelope (no watermark
+        yet), at that envelope's oldest event: one batch of history can span hours, and the
+        silent source's records may start as early as the envelope's."""
         sources = self.sources
         hold = self.watermark_ms
+        if hold is None:
+            hold = first_oldest
         if hold is None and sources:
             hold = min(newest for newest, _, _ in sources.values())
         for source in behind:

@@ -50,8 +50,14 @@ def test_every_partition_with_records_the_group_has_not_committed_is_behind(
         consumer.assign([TopicPartition(topic, 2)])  # owns only the empty partition
         try:
             backlog = GroupBacklog(consumer, [topic])
+            assert not backlog.ready  # nothing may be sent before the view was read
             await backlog.refresh(force=True)
+            assert backlog.ready
             before = set(backlog.behind)
+            backlog.assigned()  # a rebalance: read again at once, not after the interval
+            assert not backlog.ready
+            await backlog.refresh()
+            assert backlog.ready
             await committer.commit({TopicPartition(topic, 0): 5})  # partition 0 read to its end
             await backlog.refresh(force=True)
             after_one = set(backlog.behind)
