@@ -49,7 +49,16 @@ class UnitRolling:
         self.pending = {i for i, m in self.machines.items() if m.state == "pending"}
 
 
-def add_into(sums: Accumulators, other: Accumulators, sign: float, dirty: set[int]) -> None:
+def add_into(
+    sums: Accumulators,
+    other: Accumulators,
+    sign: float,
+    dirty: set[int],
+    counts: dict[int, float] | None = None,
+    kpi_service: dict[int, int] | None = None,
+) -> None:
+    """Add (sign 1) or take out (-1) accumulators, marking their KPIs dirty; with `counts`,
+    keep the per-service event counts too (`kpi_service`: KPI index -> service index)."""
     for index, (n, a, b) in other.items():
         acc = sums.get(index)
         if acc is None:
@@ -58,6 +67,10 @@ def add_into(sums: Accumulators, other: Accumulators, sign: float, dirty: set[in
         acc[1] += sign * a
         acc[2] += sign * b
         dirty.add(index)
+        if counts is not None and kpi_service is not None:
+            service = kpi_service.get(index)
+            if service is not None:  # counts are whole numbers: exact in a float
+                counts[service] = counts.get(service, 0.0) + sign * n
 
 
 class AlertEvaluator:
@@ -105,33 +118,16 @@ class AlertEvaluator:
             leaving = slices.get(rolling.boundary - self.span_ms)
             rolling.boundary += self.slice_ms
             if entering:
-                self._move(rolling, entering, 1.0)
+                add_into(
+                    rolling.sums, entering, 1.0, rolling.dirty, rolling.counts, self.kpi_service
+                )
             if leaving:
-                self._move(rolling, leaving, -1.0)
+                add_into(
+                    rolling.sums, leaving, -1.0, rolling.dirty, rolling.counts, self.kpi_service
+                )
             if rolling.dirty or rolling.pending:
                 out.extend(self._evaluate(unit, rolling, bases, inhibitions))
         return out
-
-    def _move(self, rolling: UnitRolling, other: Accumulators, sign: float) -> None:
-        """`add_into` the rolling sums, keeping the per-service counts too."""
-        sums, dirty, counts, kpi_service = (
-            rolling.sums,
-            rolling.dirty,
-            rolling.counts,
-            self.kpi_service,
-        )
-        for index, (n, a, b) in other.items():
-            acc = sums.get(index)
-            if acc is None:
-                acc = sums[index] = [0.0, 0.0, 0.0]
-            acc[0] += sign * n
-            acc[1] += sign * a
-            acc[2] += sign * b
-            dirty.add(index)
-            if counts is not None:
-                service = kpi_service.get(index)
-                if service is not None:  # counts are whole numbers: exact in a float
-                    counts[service] = counts.get(service, 0.0) + sign * n
 
     def _evaluate(
         self,
