@@ -45,6 +45,10 @@ INGEST_REPORT_S = 10.0
 MAX_IN_FLIGHT = 3  # ingest batches sent but not yet acknowledged
 MAX_ENVELOPE_ENTRIES = 2_000  # keeps an envelope well under the broker's message size limit
 GROUP_BACKLOG_REFRESH_S = 2.0
+# What one input partition may hold in memory (fetched, or in the merge waiting for slower
+# partitions) is bounded by these two, so a dense backlog does not raise the worker's memory.
+FETCH_BYTES_PER_PARTITION = 1024 * 1024
+MERGE_BATCHES_PER_PARTITION = 1  # ingest batches buffered per partition before it is paused
 
 
 @dataclass
@@ -163,7 +167,7 @@ class Ingest:
             session_timeout_ms=10_000,
             heartbeat_interval_ms=1_000,
             rebalance_timeout_ms=10_000,
-            max_partition_fetch_bytes=4 * 1024 * 1024,
+            max_partition_fetch_bytes=FETCH_BYTES_PER_PARTITION,
         )
 
     async def run(self) -> None:
@@ -246,7 +250,7 @@ class Ingest:
                     await self._commit(consumer, offsets)
                 # Bound what waits in memory: stop fetching partitions far ahead of the others.
                 for tp in assigned:
-                    full = aligner.buffered(tp) > 4 * batch
+                    full = aligner.buffered(tp) > MERGE_BATCHES_PER_PARTITION * batch
                     if full and tp not in paused:
                         consumer.pause(tp)
                         paused.add(tp)
