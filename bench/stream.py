@@ -23,7 +23,7 @@ topic prefix and app id (consumer groups), and prints one markdown table plus ra
 4. latency: a worker already running, `cemi simulate --rate R --duration S` (event time =
    now); delay = published_at_ms - newest_event_ingest_ms of each output record published
    during the run (first 5 s skipped), p50/p99.
-5. memory: max RSS (VmHWM) of the worker process at two event counts.
+5. memory: max RSS (VmHWM) of the worker process plus its ingest child at two event counts.
 6. scale-out: 1 and 2 workers on 8-partition topics.
 
 With `--profile`, one more 1-worker run is sampled with py-spy (if installed) and the top
@@ -115,6 +115,17 @@ def vm_kb(pid: int, field_name: str) -> int | None:
     except OSError:
         return None
     return None
+
+
+def tree_hwm_kb(pid: int) -> int:
+    """Peak RSS (VmHWM) of a worker plus its child processes (the ingest): a sum of peaks,
+    an upper bound of what the two held at once."""
+    total = vm_kb(pid, "VmHWM") or 0
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return total
+    return total + sum(vm_kb(int(child), "VmHWM") or 0 for child in children)
 
 
 # -- events -------------------------------------------------------------------------------
@@ -690,7 +701,7 @@ def run_scorer(
                 quiet_since, last = time.monotonic(), now_published
             time.sleep(0.5)
         run.totals = deployment.totals()
-        run.rss_kb = [vm_kb(w.pid, "VmHWM") or 0 for w in deployment.workers]
+        run.rss_kb = [tree_hwm_kb(w.pid) for w in deployment.workers]
     finally:
         deployment.stop()
         if spy is not None:

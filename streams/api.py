@@ -418,7 +418,7 @@ class Api:
         return {
             "recovered": bool(recovered),
             "broker": self.broker_ok and fresh,
-            "ingest": self.runtime.ingest is not None,
+            "ingest": self.runtime.ingest is not None and self.runtime.ingest.stats.running,
             "outputs_followed": self.view.caught_up,
         }
 

@@ -1,6 +1,7 @@
 """The Faust app, built by `create_app(settings, bootstrap)`: thin agents over the services.
 
-- ingest (a Faust service with its own aiokafka consumer): input topics -> envelopes + DLQ
+- ingest (its own aiokafka consumer, in a child process by default, else a Faust service):
+  input topics -> envelopes + DLQ
 - `score` agent: envelopes -> partition state (changelog-backed table), deferred acks
 - emit timer: coalesced publication of changed/closing windows, late events, flush ticks
 """
@@ -26,6 +27,7 @@ from streams.api import register_api, tables_recovered
 from streams.core.catalog import load_catalog
 from streams.core.plan import ScoringPlan
 from streams.ingest import Ingest
+from streams.ingest_process import IngestProcess
 from streams.kafka_compat import SCHEME, register_transport
 from streams.kafka_security import client_kwargs, faust_credentials
 from streams.metrics import CemiCollector, exposition, registry_for
@@ -35,7 +37,7 @@ from streams.scoring.fold import FoldConfig, control_key, resume_position
 from streams.scoring.network import NetworkState, decode_summary
 from streams.scoring.publish import NetworkView
 from streams.scoring.service import Message, ScoringService
-from streams.sending import BatchSender, SendTracker
+from streams.sending import BatchSender, SendTracker, batch_producer
 from streams.settings import Settings
 from streams.tail import follow_json
 from streams.topics import Topics
@@ -74,7 +76,7 @@ class Runtime:
     views: dict[tuple[str, int], NetworkView]
     producer: AIOKafkaProducer | None = None
     sender: BatchSender | None = None
-    ingest: Ingest | None = None
+    ingest: Ingest | IngestProcess | None = None
     network: NetworkState | None = None
 
     async def send(self, messages: list[Message]) -> None:
@@ -342,23 +344,22 @@ def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | N
     @app.service
     class IngestService(Service):  # type: ignore[misc]
         async def on_start(self) -> None:
-            producer = AIOKafkaProducer(
-                bootstrap_servers=bootstrap,
-                **client_kwargs(settings),
-                linger_ms=5,
-                max_request_size=8 * 1024 * 1024,
-                max_batch_size=1024 * 1024,
-            )
+            producer = batch_producer(settings, bootstrap)
             await producer.start()
             # published only once started: the emit timer, acks and routes test for it (an
             # emit during the start crashed the worker once: no sender yet)
             runtime.sender = BatchSender(producer)
             runtime.producer = producer
-            runtime.ingest = Ingest(settings, plan, store, bootstrap, producer)
+            runtime.ingest = (
+                IngestProcess(settings, bootstrap)
+                if settings.ingest_process
+                else Ingest(settings, plan, store, bootstrap, producer)
+            )
 
         async def on_stop(self) -> None:
             if runtime.ingest is not None:
                 runtime.ingest.stop()
+                await runtime.ingest.stopped()
             if runtime.producer is not None:
                 await runtime.producer.stop()
 

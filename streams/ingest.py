@@ -42,6 +42,7 @@ from streams.wire.schemas import SchemaStore
 log = logging.getLogger(__name__)
 ALIGN_MAX_WAIT_S = 5.0  # how long a partition with data on the broker may hold the merge
 INGEST_REPORT_S = 10.0
+STOP_TIMEOUT_S = 15.0  # a clean stop waits this long for in-flight batches
 MAX_IN_FLIGHT = 3  # ingest batches sent but not yet acknowledged
 MAX_ENVELOPE_ENTRIES = 2_000  # keeps an envelope well under the broker's message size limit
 GROUP_BACKLOG_REFRESH_S = 2.0
@@ -59,6 +60,7 @@ class IngestStats:
     batches: int = 0
     # per input (topic, partition): fetch high watermark - position + buffered records
     lag: dict[tuple[str, int], int] = field(default_factory=dict)
+    running: bool = False  # its consumer started, and not stopped
 
 
 class _DropOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -154,6 +156,7 @@ class Ingest:
         self._partition_of: dict[str, int] = {}
         self.envelope_partitions = settings.partitions
         self._stopping = asyncio.Event()
+        self._stopped = asyncio.Event()
 
     def consumer(self) -> AIOKafkaConsumer:
         return AIOKafkaConsumer(
@@ -177,6 +180,7 @@ class Ingest:
         group_backlog = GroupBacklog(consumer, self.topics.inputs)
         consumer.subscribe(self.topics.inputs, listener=_DropOnRevoke(aligner, group_backlog))
         await consumer.start()
+        self.stats.running = True
         leave_group_in_generation_zero(consumer)
         found = await self.producer.partitions_for(self.topics.envelopes)
         self.envelope_partitions = len(found) if found else self.settings.partitions
@@ -261,7 +265,9 @@ class Ingest:
                 await acked
                 await self._commit(consumer, offsets)
         finally:
+            self.stats.running = False
             await consumer.stop()
+            self._stopped.set()
 
     @staticmethod
     async def _commit(consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
@@ -274,6 +280,12 @@ class Ingest:
 
     def stop(self) -> None:
         self._stopping.set()
+
+    async def stopped(self) -> None:
+        """Wait for `run()` to end after `stop()` (in-flight batches committed)."""
+        if self.stats.running:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopped.wait(), STOP_TIMEOUT_S)
 
     async def process(
         self,

@@ -17,7 +17,21 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
+from streams.kafka_security import client_kwargs
 from streams.scoring.service import Message
+from streams.settings import Settings
+
+
+def batch_producer(settings: Settings, bootstrap: str) -> AIOKafkaProducer:
+    """The producer of the ingest and of the publication: large requests and batches (an
+    envelope carries up to thousands of events), a short linger."""
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        **client_kwargs(settings),
+        linger_ms=5,
+        max_request_size=8 * 1024 * 1024,
+        max_batch_size=1024 * 1024,
+    )
 
 
 class BatchSender:

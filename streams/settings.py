@@ -55,6 +55,8 @@ class Settings(BaseSettings):
     max_event_bytes: Annotated[int, Field(ge=256, le=16 * 1024 * 1024)] = 64 * 1024
     max_units: Annotated[int, Field(ge=1, le=100_000)] = 500
     ingest_batch_events: Annotated[int, Field(ge=1, le=100_000)] = 5_000
+    # the ingest in a child process (a core of its own); false: in the worker's event loop
+    ingest_process: bool = True
     web_host: str = "127.0.0.1"
     web_port: Annotated[int, Field(ge=1, le=65535)] = 6066
     # HTTP API (streams/api.py): the bearer token of the write endpoints (and of the read
