@@ -31,8 +31,15 @@ from typing import Any, Final
 import orjson
 from pydantic import SecretStr
 
+from streams.core.catalog import load_catalog
+from streams.core.plan import ScoringPlan
 from streams.ingest import STOP_TIMEOUT_S, Ingest, IngestStats
+from streams.outputs import AvroOutputs
+from streams.sending import batch_producer
 from streams.settings import Settings
+from streams.topics import Topics
+from streams.wire.registry import SchemaRegistry
+from streams.wire.schemas import SchemaStore
 
 log = logging.getLogger(__name__)
 STATS_INTERVAL_S: Final = 0.1
@@ -168,20 +175,26 @@ def _die_with(parent_pid: int) -> None:
         raise SystemExit(0)
 
 
-async def _serve(settings: Settings, bootstrap: str) -> None:
-    from streams.core.catalog import load_catalog
-    from streams.core.plan import ScoringPlan
-    from streams.sending import batch_producer
-    from streams.wire.schemas import SchemaStore
+def _schemas(settings: Settings) -> SchemaStore:
+    """The worker's schema store: with a registry, framed input is read and dead letters are
+    framed like every other output (the worker registered the schemas already: the same
+    registration again returns their ids)."""
+    store = SchemaStore()
+    if settings.schema_registry_url:
+        outputs = AvroOutputs(Topics(settings), store)
+        outputs.use_registry(SchemaRegistry(settings.schema_registry_url))
+    return store
 
+
+async def _serve(settings: Settings, bootstrap: str, plan: ScoringPlan, store: SchemaStore) -> None:
     producer = batch_producer(settings, bootstrap)
     await producer.start()
-    ingest = Ingest(
-        settings, ScoringPlan(load_catalog(settings.catalog)), SchemaStore(), bootstrap, producer
-    )
+    ingest = Ingest(settings, plan, store, bootstrap, producer)
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):  # Ctrl-C reaches the worker too
-        loop.add_signal_handler(signum, ingest.stop)
+    loop.add_signal_handler(signal.SIGTERM, ingest.stop)
+    # Ctrl-C in a terminal reaches the whole process group: the worker handles it and stops
+    # this process with SIGTERM (stopping on its own first would look like a crash to it)
+    loop.add_signal_handler(signal.SIGINT, lambda: None)
     out = sys.stdout.buffer
 
     async def report() -> None:
@@ -214,7 +227,8 @@ def main() -> None:
         format="[%(asctime)s] [%(process)d] [%(levelname)s] ingest: %(message)s",
     )
     settings = Settings(**orjson.loads(sys.stdin.buffer.readline()))
-    asyncio.run(_serve(settings, bootstrap))
+    plan = ScoringPlan(load_catalog(settings.catalog))
+    asyncio.run(_serve(settings, bootstrap, plan, _schemas(settings)))
 
 
 if __name__ == "__main__":
