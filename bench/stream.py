@@ -117,15 +117,15 @@ def vm_kb(pid: int, field_name: str) -> int | None:
     return None
 
 
-def tree_hwm_kb(pid: int) -> int:
-    """Peak RSS (VmHWM) of a worker plus its child processes (the ingest): a sum of peaks,
-    an upper bound of what the two held at once."""
-    total = vm_kb(pid, "VmHWM") or 0
+def tree_hwm_kb(pid: int) -> list[int]:
+    """Peak RSS (VmHWM) of a worker, then of each of its child processes (the ingest); their
+    sum is an upper bound of what they held at once."""
+    peaks = [vm_kb(pid, "VmHWM") or 0]
     try:
         children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
     except OSError:
-        return total
-    return total + sum(vm_kb(int(child), "VmHWM") or 0 for child in children)
+        return peaks
+    return peaks + [vm_kb(int(child), "VmHWM") or 0 for child in children]
 
 
 # -- events -------------------------------------------------------------------------------
@@ -624,7 +624,8 @@ class ScorerRun:
     startup_s: float = 0.0
     folded_s: float = 0.0
     published_s: float = 0.0
-    rss_kb: list[int] = field(default_factory=list)
+    rss_kb: list[int] = field(default_factory=list)  # per worker: itself + its children
+    rss_parts_kb: list[list[int]] = field(default_factory=list)
     totals: dict[str, int] = field(default_factory=dict)
     verdict: str = ""
     profile: Path | None = None
@@ -701,7 +702,8 @@ def run_scorer(
                 quiet_since, last = time.monotonic(), now_published
             time.sleep(0.5)
         run.totals = deployment.totals()
-        run.rss_kb = [tree_hwm_kb(w.pid) for w in deployment.workers]
+        run.rss_parts_kb = [tree_hwm_kb(w.pid) for w in deployment.workers]
+        run.rss_kb = [sum(parts) for parts in run.rss_parts_kb]
     finally:
         deployment.stop()
         if spy is not None:
@@ -728,7 +730,12 @@ def run_scorer(
         f"; {outputs.history:,} score records published "
         f"({outputs.history / run.published_s:,.0f}/s), emit timer overran {overlaps}x; "
         f"{sum(kinds.values()):,} state-changelog messages ({by_kind}); max RSS "
-        + ", ".join(f"{kb / 1024:,.0f} MiB" for kb in run.rss_kb)
+        + ", ".join(
+            f"{sum(parts) / 1024:,.0f} MiB ("
+            + " + ".join(f"{kb / 1024:,.0f}" for kb in parts)
+            + " worker + ingest)"
+            for parts in run.rss_parts_kb
+        )
     )
     if run.totals.get("late") or run.totals.get("dead_lettered"):
         run.verdict += (

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import shutil
 import time
@@ -49,16 +50,45 @@ STREAM_BUFFER_MESSAGES = 64  # per channel: tens of thousands of events already 
 
 
 class ConfirmingTable(faust.Table):  # type: ignore[misc,type-arg]
-    """A table whose changelog sends can be awaited (`confirm_sent`)."""
+    """A table whose changelog sends can be awaited (`confirm_sent`), and whose writes can
+    be batched: `put` changes the local store and queues the changelog record, `persist`
+    sends the queued records, one record batch per partition. Faust sends each write on its
+    own (~30 µs of Python a record), and a flush during a catch-up writes thousands of
+    rolling slices."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.sends = SendTracker()
+        self._queued: list[Message] = []
 
     def send_changelog(self, *args: Any, **kwargs: Any) -> Any:
         return self.sends.track(super().send_changelog(*args, **kwargs))
 
     async def confirm_sent(self) -> None:
+        await self.sends.confirm()
+
+    def put(self, key: str, value: bytes | None) -> None:
+        """Set (value None: delete) a key inside the agent's iteration, as `table[key] =
+        value` does (same changelog partition, key bytes and store), without sending yet."""
+        partition = self.partition_for_key(key)  # the current event's, as Faust does
+        changelog = self.changelog_topic
+        encoded, _ = changelog.prepare_key(key, self.key_serializer)
+        if value is None:
+            with contextlib.suppress(KeyError):
+                del self.data[key]
+        else:
+            self.data[key] = value
+        self._queued.append((changelog.get_topic_name(), value, encoded, partition))
+
+    async def persist(self, sender: BatchSender) -> None:
+        """Send what `put` queued and wait until the broker has every write made so far;
+        record the changelog offsets written, as Faust does for a local store to resume
+        its recovery from."""
+        queued, self._queued = self._queued, []
+        if queued:
+            written = await self.sends.track(asyncio.ensure_future(sender.send(queued)))
+            for (topic, partition), offset in written.items():
+                self.data.set_persisted_offset(TP(topic, partition), offset)
         await self.sends.confirm()
 
 
@@ -166,12 +196,6 @@ def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | N
         ),
     )
 
-    def write(key: str, value: bytes | None) -> None:
-        if value is None:
-            state.pop(key, None)
-        else:
-            state[key] = value
-
     def load() -> list[tuple[str, bytes]]:
         return list(state.items())
 
@@ -273,14 +297,16 @@ def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | N
                 event.value,
                 event,
                 load,
-                write,
+                state.put,
                 backlog=waiting > 1,
                 offset=message.offset,
             )
             if flushed:
                 # Acknowledge only once the changelog has the flush: Faust commits acked
                 # offsets, and a commit must never get ahead of the state it stands for.
-                await state.confirm_sent()
+                while runtime.sender is None:  # the worker is starting
+                    await asyncio.sleep(0.1)
+                await state.persist(runtime.sender)
                 for done in flushed:
                     done.ack()
 

@@ -29,6 +29,7 @@ def batch_producer(settings: Settings, bootstrap: str) -> AIOKafkaProducer:
         bootstrap_servers=bootstrap,
         **client_kwargs(settings),
         linger_ms=5,
+        acks="all",  # state changelogs go through it: a leader change must not lose them
         max_request_size=8 * 1024 * 1024,
         max_batch_size=1024 * 1024,
     )
@@ -46,8 +47,9 @@ class BatchSender:
             count = self._partitions[topic] = len(found) if found else 1
         return count
 
-    async def send(self, messages: Iterable[Message]) -> None:
-        """Send in order (per partition) and wait until the broker has all of them."""
+    async def send(self, messages: Iterable[Message]) -> dict[tuple[str, int], int]:
+        """Send in order (per partition) and wait until the broker has all of them; returns
+        the offset of the last record sent to each (topic, partition)."""
         open_batches: dict[tuple[str, int], Any] = {}
         full: list[tuple[str, int, Any]] = []
         for topic, value, key, partition in messages:
@@ -61,7 +63,7 @@ class BatchSender:
                 full.append((topic, partition, batch))  # keeps the partition's order
                 batch = open_batches[target] = self.producer.create_batch()
                 if batch.append(key=key, value=value, timestamp=None) is None:
-                    raise ValueError(f"a record of {len(value)} bytes does not fit a batch")
+                    raise ValueError(f"a record of {len(value or b'')} bytes does not fit a batch")
         full.extend((topic, partition, batch) for (topic, partition), batch in open_batches.items())
         # a partition's full batches were listed before its open one: order is kept
         full.sort(key=lambda item: (item[0], item[1]))
@@ -69,8 +71,13 @@ class BatchSender:
             await self.producer.send_batch(batch, topic, partition=partition)
             for topic, partition, batch in full
         ]
+        last: dict[tuple[str, int], int] = {}
         if futures:
-            await asyncio.gather(*futures)
+            sent = await asyncio.gather(*futures)
+            for (topic, partition, batch), metadata in zip(full, sent, strict=True):
+                # a batch's metadata carries its base offset
+                last[(topic, partition)] = metadata.offset + batch.record_count() - 1
+        return last
 
 
 class SendTracker:

@@ -22,7 +22,8 @@ from streams.scoring.fold import Counts, FoldConfig, PartitionState
 from streams.scoring.publish import MeansLookup, Publisher, record_topic_key
 
 log = logging.getLogger(__name__)
-Message = tuple[str, bytes, bytes | None, int | None]  # topic, value, key, partition
+# topic, value (None: a tombstone), key, partition
+Message = tuple[str, bytes | None, bytes | None, int | None]
 
 
 class Ackable(Protocol):
