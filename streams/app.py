@@ -108,6 +108,7 @@ class Runtime:
     sender: BatchSender | None = None
     ingest: Ingest | IngestProcess | None = None
     network: NetworkState | None = None
+    loglevel: str = "warning"  # the worker's, for the ingest child (set by run_worker)
 
     async def send(self, messages: list[Message]) -> None:
         assert self.sender is not None
@@ -377,7 +378,7 @@ def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | N
             runtime.sender = BatchSender(producer)
             runtime.producer = producer
             runtime.ingest = (
-                IngestProcess(settings, bootstrap)
+                IngestProcess(settings, bootstrap, runtime.loglevel)
                 if settings.ingest_process
                 else Ingest(settings, plan, store, bootstrap, producer)
             )
@@ -472,6 +473,7 @@ def run_worker(app: Any, loglevel: str = "warning") -> None:
             "%s: no clean shutdown recorded; local tables rebuilt from changelogs", data_dir
         )
     prepare_app(app, app.conf.id)
+    app.cemi.loglevel = loglevel
     worker = faust.Worker(app, loglevel=loglevel, redirect_stdouts=False)
     try:
         worker.execute_from_commandline()

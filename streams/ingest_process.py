@@ -80,9 +80,10 @@ def stats_line(stats: IngestStats) -> bytes:
 class IngestProcess:
     """The worker's handle on its ingest child process."""
 
-    def __init__(self, settings: Settings, bootstrap: str) -> None:
+    def __init__(self, settings: Settings, bootstrap: str, loglevel: str = "warning") -> None:
         self.settings = settings
         self.bootstrap = bootstrap
+        self.loglevel = loglevel.upper()  # the worker's (its root logger may say DEBUG)
         self.stats = IngestStats()
         self._before = IngestStats()  # counters of children that ended
         self._child: asyncio.subprocess.Process | None = None
@@ -110,13 +111,12 @@ class IngestProcess:
         self.stats.lag = {}
 
     async def _run_child(self) -> int:
-        level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
         child = self._child = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
             "streams.ingest_process",
             self.bootstrap,
-            str(level),
+            self.loglevel,
             str(os.getpid()),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,

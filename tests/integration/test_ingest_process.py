@@ -56,6 +56,8 @@ def test_a_stopped_worker_stops_its_ingest_process(stream_factory: Any) -> None:
     stream = stream_factory()
     worker = stream.worker()
     child = ingest_child(worker)
+    # it logs at the worker's level (`--loglevel info`), not at its root logger's DEBUG
+    assert Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")[4] == b"INFO"
     worker.stop()
     assert worker.process.returncode == 0
     assert gone(child)
