@@ -37,7 +37,7 @@ from streams.resync import Resync
 from streams.scoring.fold import FoldConfig, control_key, resume_position
 from streams.scoring.network import NetworkState, decode_summary
 from streams.scoring.publish import NetworkView
-from streams.scoring.service import Message, ScoringService
+from streams.scoring.service import EmitPace, Message, ScoringService
 from streams.sending import BatchSender, SendTracker, batch_producer
 from streams.settings import Settings
 from streams.tail import follow_json
@@ -312,14 +312,16 @@ def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | N
                     done.ack()
 
     emit_interval_s = settings.emit_interval_ms / 1000
-    next_emit = [0.0]
+    pace = EmitPace(emit_interval_s)
 
     @app.timer(emit_interval_s)
     async def emit() -> None:
         started = time.monotonic()
         # A stopping worker publishes nothing more: it has left (or is leaving) the group,
         # and what it would publish now could land after the new owner's newer rows.
-        if runtime.sender is None or started < next_emit[0] or app.should_stop:
+        if runtime.sender is None or app.should_stop:
+            return
+        if not pace.due(started, runtime.scoring.catching_up()):
             return
         if tables_recovered(app):
             # a partition's state is loaded when its first envelope arrives; one without new
@@ -338,16 +340,7 @@ def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | N
         if app.should_stop:
             return
         await runtime.send(messages)
-        # Coalescing under load: while a backlog is folded, publication may take at most a
-        # quarter of the time, so a catch-up spends its CPU on folding and publishes less
-        # often (never less correctly: each publication reflects everything folded so far).
-        # A live stream or an idle fold publishes at every interval: waiting would only
-        # delay the scores.
-        took = time.monotonic() - started
-        if runtime.scoring.catching_up():
-            next_emit[0] = started + max(emit_interval_s, 4 * took) - emit_interval_s / 2
-        else:
-            next_emit[0] = 0.0
+        pace.published(started, time.monotonic(), runtime.scoring.catching_up())
 
     async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
         # Faust's recovery of the partitions it assigns next reads each changelog up to its

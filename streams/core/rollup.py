@@ -39,25 +39,29 @@ class UnitScores:
     unit: LevelResult
 
 
+def kpi_value(kind: str, n: float, a: float, b: float, base: float | None) -> float | None:
+    """A KPI's value from its accumulator `(n, a, b)`; None when it did not occur (no
+    events, or a rate without a subscriber base)."""
+    if kind == "rate":
+        # Per 1,000 active subscribers; no base (or an empty one) means no denominator.
+        return 1000.0 * n / base if base else None
+    if n == 0:
+        return None
+    if kind == "nps":
+        return 100.0 * (a - b) / n
+    return a / n
+
+
 def kpi_result(kpi: KpiDef, acc: list[float] | None, base: float | None) -> KpiResult:
     """Value, points, numerator and denominator of one KPI from its accumulator."""
     n, a, b = acc if acc is not None else (0.0, 0.0, 0.0)
     kind = kpi.kind
-    if kind == "rate":
-        # Per 1,000 active subscribers; no base (or an empty one) means no denominator.
-        if not base:
-            return KpiResult(None, None, n, 0.0)
-        value = 1000.0 * n / base
-        return KpiResult(value, kpi.scale(value), n, base)
-    if n == 0:
-        return KpiResult(None, None, a - b if kind == "nps" else a, 0.0)
-    if kind == "nps":
-        numerator = a - b
-        value = 100.0 * numerator / n
-    else:
-        numerator = a
-        value = a / n
-    return KpiResult(value, kpi.scale(value), numerator, n)
+    value = kpi_value(kind, n, a, b, base)
+    numerator = n if kind == "rate" else a - b if kind == "nps" else a
+    if value is None:
+        return KpiResult(None, None, numerator, 0.0)
+    denominator = base if kind == "rate" and base else n
+    return KpiResult(value, kpi.scale(value), numerator, denominator)
 
 
 def weighted_mean(parts: Iterable[tuple[float, float | None]]) -> LevelResult:

@@ -17,10 +17,22 @@ from typing import Any
 from streams.core.alerts import NORMAL, AlertRule, AlertState, Transition, acknowledge, step
 from streams.core.classes import classify
 from streams.core.plan import Accumulators, ScoringPlan
-from streams.core.rollup import KpiResult, kpi_result, weighted_mean
+from streams.core.rollup import KpiResult, kpi_result, kpi_value
 
 AlertKey = tuple[str, str, str | None]  # (unit, service, touchpoint or None for the service)
 EXCLUDED = KpiResult(None, None, 0.0, 0.0)  # too few events in the window to count
+
+
+NO_SCORE: tuple[float | None, int] = (None, 0)  # a touchpoint never evaluated
+NO_EVENTS = (0.0, 0.0, 0.0)  # the accumulator of a KPI without events in the window
+
+
+def _steady(current: AlertState | None, rule: AlertRule, score: float | None, sample: int) -> bool:
+    """`step` would leave this machine as it is, with no transition: normal and not low, or
+    no data and still none (the common case at a slice boundary, decided without `step`)."""
+    if current is None:
+        return score is not None and not (score < rule.threshold and sample >= rule.min_sample)
+    return score is None and current.state == "no_data"
 
 
 def alert_id(rule: str, unit: str, service: str, touchpoint: str | None) -> str:
@@ -96,6 +108,18 @@ class AlertEvaluator:
             ]
             for svc in plan.services
         ]
+        # per touchpoint, for `_touchpoint_score`: its service, its min_kpi_sample, and
+        # (index, weight, kind, scale) of each of its KPIs
+        self._score_plan = [
+            (
+                tp.service,
+                tp.rule.min_kpi_sample,
+                tuple(
+                    (k, plan.kpis[k].weight, plan.kpis[k].kind, plan.kpis[k].scale) for k in tp.kpis
+                ),
+            )
+            for tp in plan.touchpoints
+        ]
         self._least_min_sample = [
             min((plan.touchpoints[t].rule.min_sample for t in svc.touchpoints), default=0)
             for svc in plan.services
@@ -159,47 +183,76 @@ class AlertEvaluator:
         for s in services & rolling.stale:
             touched.update(plan.services[s].touchpoints)
         rolling.stale -= services
-        results: dict[int, list[KpiResult]] = {}
+        sums = rolling.sums
+        scored = rolling.touchpoints
         for t in touched:
-            tp = plan.touchpoints[t]
-            kpis = [
-                kpi_result(plan.kpis[k], rolling.sums.get(k), bases.get(tp.service))
-                if rolling.sums.get(k, (0.0,))[0] >= tp.rule.min_kpi_sample
-                else EXCLUDED
-                for k in tp.kpis
-            ]
-            level = weighted_mean(
-                (plan.kpis[k].weight, r.points) for k, r in zip(tp.kpis, kpis, strict=True)
-            )
-            # events behind the score: the counts of the KPIs that are present
-            sample = int(
-                sum(
-                    rolling.sums.get(k, [0.0])[0]
-                    for k, r in zip(tp.kpis, kpis, strict=True)
-                    if r.points is not None
-                )
-            )
-            rolling.touchpoints[t] = (level.score, sample)
-            results[t] = kpis
+            scored[t] = self._touchpoint_score(t, sums, bases)
         out = []
+        machines = rolling.machines
         for s in sorted(services):
             svc = plan.services[s]
-            score = weighted_mean(
-                (plan.touchpoints[t].weight, rolling.touchpoints.get(t, (None, 0))[0])
-                for t in svc.touchpoints
-            ).score
+            total = present = acc = 0.0
+            sample = 0
+            for t in svc.touchpoints:
+                weight = plan.touchpoints[t].weight
+                tp_score, tp_sample = scored.get(t, NO_SCORE)
+                total += weight
+                if tp_score is not None:
+                    present += weight
+                    acc += weight * tp_score
+                sample += tp_sample
+            score = acc / present if present else None  # weighted_mean, inline
             rolling.services[s] = score
-            sample = sum(rolling.touchpoints.get(t, (None, 0))[1] for t in svc.touchpoints)
-            out += self._step(unit, rolling, -1 - s, svc.rule, score, sample, now, None, False)
-            inhibitions[(unit, svc.service)] = rolling.machines.get(-1 - s, NORMAL).state == (
-                "firing"
-            )
+            if not _steady(machines.get(-1 - s), svc.rule, score, sample):
+                out += self._step(unit, rolling, -1 - s, svc.rule, score, sample, now, bases, False)
+            machine = machines.get(-1 - s)
+            inhibitions[(unit, svc.service)] = machine is not None and machine.state == "firing"
         for t in sorted(touched):
-            score, sample = rolling.touchpoints[t]
+            score, sample = scored[t]
             tp = plan.touchpoints[t]
+            if _steady(machines.get(t), tp.rule, score, sample):
+                continue
             inhibited = inhibitions.get((unit, tp.service), False)
-            out += self._step(unit, rolling, t, tp.rule, score, sample, now, results[t], inhibited)
+            out += self._step(unit, rolling, t, tp.rule, score, sample, now, bases, inhibited)
         return out
+
+    def _touchpoint_score(
+        self, t: int, sums: Accumulators, bases: dict[str, float]
+    ) -> tuple[float | None, int]:
+        """(score, sample) of a touchpoint on the rolling sums: the weighted mean of the
+        points of its KPIs with at least min_kpi_sample events (`kpi_result` and
+        `weighted_mean` without their objects: this runs at every slice boundary), and the
+        events behind the KPIs that are present."""
+        service, min_kpi_sample, kpis = self._score_plan[t]
+        base = bases.get(service)
+        total = present = acc = 0.0
+        counted = 0.0
+        for k, weight, kind, scale in kpis:
+            total += weight
+            found = sums.get(k, NO_EVENTS)
+            n = found[0]
+            if n < min_kpi_sample:
+                continue
+            value = kpi_value(kind, n, found[1], found[2], base)
+            if value is None:
+                continue
+            present += weight
+            acc += weight * scale(value)
+            counted += n
+        if present == 0.0:
+            return None, int(counted)
+        return acc / present, int(counted)
+
+    def _kpi_results(self, t: int, sums: Accumulators, bases: dict[str, float]) -> list[KpiResult]:
+        """The KPI results of a touchpoint behind an alert record (its top KPIs)."""
+        tp = self.plan.touchpoints[t]
+        base = bases.get(tp.service)
+        return [
+            kpi_result(self.plan.kpis[k], sums.get(k), base)
+            if sums.get(k, (0.0,))[0] >= tp.rule.min_kpi_sample
+            else EXCLUDED
+            for k in tp.kpis
+        ]
 
     def _quiet(self, rolling: UnitRolling, s: int) -> bool:
         # this runs for every touched service at every slice boundary: the kept counts and
@@ -247,7 +300,7 @@ class AlertEvaluator:
         score: float | None,
         sample: int,
         now: int,
-        kpis: list[KpiResult] | None,
+        bases: dict[str, float],
         inhibited: bool,
     ) -> list[dict[str, Any]]:
         current = rolling.machines.get(index, NORMAL)
@@ -262,6 +315,9 @@ class AlertEvaluator:
             rolling.pending.add(index)
         else:
             rolling.pending.discard(index)
+        if not transitions:
+            return []
+        kpis = self._kpi_results(index, rolling.sums, bases) if index >= 0 else None
         return [
             self.record(unit, index, rule, score, sample, t, kpis, inhibited, now)
             for t in transitions

@@ -5,9 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from streams.core.alerts import NORMAL, AlertRule, AlertState, step
 from streams.core.plan import ScoringPlan
-from streams.scoring.alerting import AlertEvaluator
+from streams.core.rollup import weighted_mean
+from streams.scoring.alerting import AlertEvaluator, _steady
 from streams.scoring.envelope import decode_envelope, encode_envelope, entry_for
 from streams.scoring.fold import FoldConfig, PartitionState
 from streams.simulate.generator import Generator, Incident
@@ -209,3 +213,54 @@ def test_quiet_check_counts_kept_as_slices_move_equal_a_recount(
                 }
             checked += 1
     assert checked > 20
+
+
+_counts = st.sampled_from([0.0, 1.0, 2.0, 4.0, 5.0, 7.0, 40.0])
+_sums = st.floats(min_value=-50.0, max_value=500.0, allow_nan=False)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    t=st.integers(min_value=0, max_value=15),
+    rows=st.dictionaries(st.integers(0, 80), st.tuples(_counts, _sums, _sums), max_size=40),
+    base=st.sampled_from([None, 0.0, 1_500.0, 80_000.0]),
+)
+def test_touchpoint_scores_at_a_boundary_equal_kpi_results_and_their_weighted_mean(
+    default_plan: ScoringPlan, t: int, rows: dict[int, tuple[float, float, float]], base: Any
+) -> None:
+    """The evaluator scores a touchpoint without building KPI results (it runs at every slice
+    boundary); its score and sample are those of `kpi_result` and `weighted_mean`, with the
+    KPIs below min_kpi_sample left out."""
+    evaluator = AlertEvaluator(default_plan, 3_600_000, 60_000)
+    tp = default_plan.touchpoints[t % len(default_plan.touchpoints)]
+    sums = {k: list(v) for k, v in rows.items() if k < len(default_plan.kpis)}
+    bases = {} if base is None else {tp.service: base}
+    results = evaluator._kpi_results(tp.index, sums, bases)
+    expected = weighted_mean(
+        (default_plan.kpis[k].weight, r.points) for k, r in zip(tp.kpis, results, strict=True)
+    ).score
+    sample = int(
+        sum(sums[k][0] for k, r in zip(tp.kpis, results, strict=True) if r.points is not None)
+    )
+    assert evaluator._touchpoint_score(tp.index, sums, bases) == (expected, sample)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    state=st.sampled_from(["normal", "pending", "firing", "no_data"]),
+    score=st.one_of(st.none(), st.floats(min_value=1.0, max_value=5.0)),
+    sample=st.integers(0, 40),
+)
+def test_a_machine_decided_steady_without_stepping_is_one_step_leaves_unchanged(
+    state: str, score: float | None, sample: int
+) -> None:
+    rule = AlertRule(threshold=3.0, min_sample=10, hold_ms=120_000, hysteresis=0.5)
+    current = {
+        "normal": None,
+        "pending": AlertState("pending", 1_000),
+        "firing": AlertState("firing", 1_000, 2_000),
+        "no_data": AlertState("no_data"),
+    }[state]
+    if _steady(current, rule, score, sample):
+        after, transitions = step(rule, current or NORMAL, score, sample, 500_000)
+        assert after == (current or NORMAL) and transitions == []

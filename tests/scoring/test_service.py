@@ -9,7 +9,7 @@ from streams.core.events import validate_event
 from streams.core.plan import ScoringPlan
 from streams.scoring.envelope import encode_envelope, entry_for
 from streams.scoring.fold import PartitionState, control_key, resume_position
-from streams.scoring.service import ScoringService
+from streams.scoring.service import EmitPace, ScoringService
 from tests.factories import LOCAL, event, local_ms
 from tests.scoring.test_fold import CONFIG
 
@@ -232,3 +232,25 @@ def test_a_live_stream_with_records_left_after_each_batch_is_not_catching_up(
     times = [(now - timedelta(seconds=s)).strftime("%Y-%m-%d %H:%M:%S") for s in (2, 1)]
     Feeder(small_plan, service).send(times, backlog=True)
     assert not service.catching_up()
+
+
+def test_a_catch_up_spaces_publication_to_four_times_its_cost() -> None:
+    pace = EmitPace(1.0)
+    assert pace.due(100.0, catching_up=True)
+    pace.published(100.0, 103.0, catching_up=True)  # 3 s of publication
+    assert not pace.due(105.0, catching_up=True)
+    assert pace.due(111.5, catching_up=True)  # 4 x 3 s from its start, half an interval early
+
+
+def test_a_publication_postponed_by_the_catch_up_goes_out_when_the_catch_up_ends() -> None:
+    pace = EmitPace(1.0)
+    pace.published(100.0, 104.0, catching_up=True)
+    assert not pace.due(105.0, catching_up=True)
+    assert pace.due(105.0, catching_up=False)  # the last envelope was folded: publish now
+
+
+def test_a_live_stream_publishes_at_every_interval() -> None:
+    pace = EmitPace(1.0)
+    pace.published(100.0, 100.8, catching_up=False)
+    assert pace.due(101.0, catching_up=False)
+    assert pace.due(101.0, catching_up=True)
