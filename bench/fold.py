@@ -41,6 +41,7 @@ from streams.batch import Replay
 from streams.core.catalog import load_catalog
 from streams.core.events import validate_event
 from streams.core.plan import ScoringPlan
+from streams.gc_policy import tune_gc
 from streams.outputs import AvroOutputs
 from streams.scoring.envelope import encode_envelope, entry_for, partition_for
 from streams.scoring.fold import FoldConfig
@@ -66,10 +67,15 @@ def main() -> None:
     parser.add_argument("--flush-every", type=int, default=10, help="envelopes per flush")
     parser.add_argument("--emit-every", type=int, default=8, help="envelopes per emit")
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument(
+        "--default-gc", action="store_true", help="CPython's collector thresholds, not ours"
+    )
     args = parser.parse_args()
 
     settings = load_settings()
     plan = ScoringPlan(load_catalog(settings.catalog))
+    if not args.default_gc:
+        tune_gc()  # as the worker, its ingest child and `cemi score` do
     store = SchemaStore()
     start_ms = history_start_ms(args.days, plan.catalog.timezone)
     units = tuple(f"U{i:02d}" for i in range(args.units))

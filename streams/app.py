@@ -27,6 +27,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from streams.api import register_api, tables_recovered
 from streams.core.catalog import load_catalog
 from streams.core.plan import ScoringPlan
+from streams.gc_policy import tune_gc
 from streams.ingest import Ingest
 from streams.ingest_process import IngestProcess
 from streams.kafka_compat import SCHEME, register_transport
@@ -468,6 +469,7 @@ def run_worker(app: Any, loglevel: str = "warning") -> None:
     prepare_app(app, app.conf.id)
     app.cemi.loglevel = loglevel
     worker = faust.Worker(app, loglevel=loglevel, redirect_stdouts=False)
+    tune_gc()
     try:
         worker.execute_from_commandline()
     except SystemExit as done:

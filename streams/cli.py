@@ -75,11 +75,13 @@ def score(
 ) -> None:
     """Score an events file (batch replay); exit 1 if any line was rejected."""
     from streams.batch import Replay, dump_records
+    from streams.gc_policy import tune_gc
 
     if window not in ("month", "day"):
         typer.echo(f"--window: must be month or day, got {window!r}", err=True)
         raise typer.Exit(EXIT_INVALID_CONFIG)
     replay = Replay(ScoringPlan(_load(catalog)))
+    tune_gc()
 
     def report(lineno: int, error: InvalidEvent) -> None:
         typer.echo(f"{events}:{lineno}: rejected: {error}", err=True)

@@ -7,7 +7,8 @@ of events into one Kafka message, so Faust's per-message cost is paid per batch.
 
 Wire form (orjson): `{"e": [entry, ...], "b": [source, ...]}` with each entry
 `[source, offset, event_id, event_time, ingest_ms, type, service, payload]` where `source` is
-`"topic#partition"` and `payload` is the flat contributions `[kpi, a, b, kpi, a, b, ...]` or,
+`"topic#partition"` and `payload` is the contributions `[[kpi, a, b], ...]` (before session 6
+flat: `[kpi, a, b, kpi, a, b, ...]`, still read) or,
 for `subscriber_base`, the active subscriber count; `b` lists the sending ingest's sources
 that still had records to read when the batch was taken (a backlog: see the fold's
 watermark), `k` its other sources.
@@ -16,6 +17,7 @@ watermark), `k` its other sources.
 from __future__ import annotations
 
 import zlib
+from functools import partial
 from typing import Any, NamedTuple
 
 import orjson
@@ -32,7 +34,7 @@ class Entry(NamedTuple):
     ingest_ms: int
     type: str
     service: str
-    payload: Any  # list[float] flat contributions, or int subscribers for subscriber_base
+    payload: Any  # [[kpi, a, b], ...] contributions, or int subscribers for subscriber_base
 
 
 def source_key(topic: str, partition: int) -> str:
@@ -51,7 +53,7 @@ def entry_for(
     if etype == "subscriber_base":
         payload: Any = event["active_subscribers"]
     else:
-        payload = [x for contribution in contributions for x in contribution]
+        payload = contributions  # (kpi, a, b) tuples: arrays in the JSON
     return [
         event["unit"],
         source_key(topic, partition),
@@ -81,12 +83,16 @@ def encode_envelope(
     )
 
 
+# an Entry from a decoded row without a Python frame per row (Entry(*row) runs one)
+_new_entry = partial(tuple.__new__, Entry)
+
+
 def read_envelope(value: bytes) -> tuple[list[Entry], list[str], list[str], list[str]]:
     """(entries, sources of the sending ingest with a backlog, its caught-up sources, the
     group's other sources with records nobody committed)."""
     data = orjson.loads(value)
     return (
-        [Entry(*entry) for entry in data["e"]],
+        list(map(_new_entry, data["e"])),
         data.get("b", []),
         data.get("k", []),
         data.get("g", []),

@@ -60,7 +60,7 @@ class FoldConfig:
     group_behind_idle_ms: int = 30_000
 
 
-@dataclass
+@dataclass(slots=True)
 class Window:
     accumulators: Accumulators = field(default_factory=dict)
     guard: dict[str, int] = field(default_factory=dict)
@@ -268,13 +268,13 @@ class PartitionState:
         keys: tuple[WindowKey, ...]
         if is_base:
             keys = ((unit, "day", day), (unit, "month", month))
-            contributions: list[tuple[int, float, float]] = []
+            contributions: list[list[Any]] = []
         else:
             slice_start = event_time - event_time % self.config.rolling_slice_ms
             keys = ((unit, "day", day), (unit, "month", month), (unit, "slice", slice_start))
-            contributions = [
-                (int(payload[i]), payload[i + 1], payload[i + 2]) for i in range(0, len(payload), 3)
-            ]
+            contributions = payload
+            if payload and type(payload[0]) in (int, float):  # an envelope of the flat format
+                contributions = [payload[i : i + 3] for i in range(0, len(payload), 3)]
         source, offset, ingest_ms = entry.source, entry.offset, entry.ingest_ms
         windows = self.windows
         for key in keys:
@@ -295,7 +295,7 @@ class PartitionState:
             if is_base:
                 continue
             if key[1] == "slice":
-                self._into_rolling(state, key[2], payload)
+                self._into_rolling(state, key[2], contributions)
             accumulators = window.accumulators
             for index, a, b in contributions:
                 acc = accumulators.get(index)
@@ -314,7 +314,9 @@ class PartitionState:
                 if end > entry.event_time:
                     self.windows[key].changed = True
 
-    def _into_rolling(self, state: UnitState, slice_start: int, payload: list[float]) -> None:
+    def _into_rolling(
+        self, state: UnitState, slice_start: int, contributions: list[list[Any]]
+    ) -> None:
         """A late event in a slice the rolling window already holds goes into its sums."""
         rolling = state.rolling
         if rolling is None:
@@ -324,13 +326,8 @@ class PartitionState:
         if not rolling.boundary - self.config.rolling_span_ms <= slice_start < rolling.boundary:
             return
         rolling.counts = None  # the evaluator's per-service counts: recomputed when needed
-        for i in range(0, len(payload), 3):
-            add_into(
-                rolling.sums,
-                {int(payload[i]): [1.0, payload[i + 1], payload[i + 2]]},
-                1.0,
-                rolling.dirty,
-            )
+        for index, a, b in contributions:
+            add_into(rolling.sums, {index: [1.0, a, b]}, 1.0, rolling.dirty)
 
     def evaluate_alerts(self, evaluator: AlertEvaluator) -> None:
         """Step the alert machines through every slice boundary the watermark passed; the
