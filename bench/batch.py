@@ -22,6 +22,7 @@ import orjson
 from streams.batch import Replay, dump_records
 from streams.core.catalog import load_catalog
 from streams.core.plan import ScoringPlan
+from streams.gc_policy import tune_gc
 from streams.simulate.generator import DAY_MS, Generator
 
 
@@ -54,6 +55,7 @@ def main() -> None:
         baseline = time.perf_counter() - start
 
         plan = ScoringPlan(load_catalog())
+        tune_gc()  # as `cemi score` does
         start = time.perf_counter()
         replay = Replay(plan)
         with path.open("rb") as source:
