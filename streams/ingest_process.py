@@ -33,7 +33,6 @@ from pydantic import SecretStr
 
 from streams.core.catalog import load_catalog
 from streams.core.plan import ScoringPlan
-from streams.gc_policy import tune_gc
 from streams.ingest import STOP_TIMEOUT_S, Ingest, IngestStats
 from streams.outputs import AvroOutputs
 from streams.sending import batch_producer
@@ -229,7 +228,6 @@ def main() -> None:
     )
     settings = Settings(**orjson.loads(sys.stdin.buffer.readline()))
     plan = ScoringPlan(load_catalog(settings.catalog))
-    tune_gc()
     asyncio.run(_serve(settings, bootstrap, plan, _schemas(settings)))
 
 
