@@ -52,8 +52,9 @@ class UnitRolling:
     pending: set[int] = field(default_factory=set)  # indices of the machines in `pending`
     # services whose touchpoint scores were not kept up to date (quiet, or never computed)
     stale: set[int] | None = None  # None: all of them
-    # For the quiet check, kept as slices move (None: to be recomputed): per service index,
-    # the events of all its KPIs in the window; the services with a machine beyond no_data.
+    # For the quiet check, kept as slices move (None: to be recomputed): per touchpoint
+    # index, the events of all its KPIs in the window; the services with a machine beyond
+    # no_data.
     counts: dict[int, float] | None = None
     active: set[int] | None = None
 
@@ -67,10 +68,20 @@ def add_into(
     sign: float,
     dirty: set[int],
     counts: dict[int, float] | None = None,
-    kpi_service: dict[int, int] | None = None,
+    kpi_group: dict[int, int] | None = None,
 ) -> None:
     """Add (sign 1) or take out (-1) accumulators, marking their KPIs dirty; with `counts`,
-    keep the per-service event counts too (`kpi_service`: KPI index -> service index)."""
+    keep event counts per group too (`kpi_group`: KPI index -> touchpoint index)."""
+    if counts is None or kpi_group is None:
+        for index, (n, a, b) in other.items():
+            acc = sums.get(index)
+            if acc is None:
+                acc = sums[index] = [0.0, 0.0, 0.0]
+            acc[0] += sign * n
+            acc[1] += sign * a
+            acc[2] += sign * b
+            dirty.add(index)
+        return
     for index, (n, a, b) in other.items():
         acc = sums.get(index)
         if acc is None:
@@ -79,10 +90,9 @@ def add_into(
         acc[1] += sign * a
         acc[2] += sign * b
         dirty.add(index)
-        if counts is not None and kpi_service is not None:
-            service = kpi_service.get(index)
-            if service is not None:  # counts are whole numbers: exact in a float
-                counts[service] = counts.get(service, 0.0) + sign * n
+        group = kpi_group.get(index)
+        if group is not None:  # counts are whole numbers: exact in a float
+            counts[group] = counts.get(group, 0.0) + sign * n
 
 
 class AlertEvaluator:
@@ -98,14 +108,9 @@ class AlertEvaluator:
         self.slice_ms = slice_ms
         self.kpi_touchpoint = {k: tp.index for tp in plan.touchpoints for k in tp.kpis}
         self.touchpoint_service = {t: s.index for s in plan.services for t in s.touchpoints}
-        self.kpi_service = {k: self.touchpoint_service[t] for k, t in self.kpi_touchpoint.items()}
-        # per service, for `_quiet`: (touchpoint index, its KPI indices, its min_sample) of
-        # each touchpoint, then every KPI index of the service and the smallest min_sample
+        # per service, for `_quiet`: (touchpoint index, its min_sample) of each touchpoint
         self._quiet_plan = [
-            [
-                (t, tuple(plan.touchpoints[t].kpis), plan.touchpoints[t].rule.min_sample)
-                for t in svc.touchpoints
-            ]
+            tuple((t, plan.touchpoints[t].rule.min_sample) for t in svc.touchpoints)
             for svc in plan.services
         ]
         # per touchpoint, for `_touchpoint_score`: its service, its min_kpi_sample, and
@@ -120,10 +125,6 @@ class AlertEvaluator:
             )
             for tp in plan.touchpoints
         ]
-        self._least_min_sample = [
-            min((plan.touchpoints[t].rule.min_sample for t in svc.touchpoints), default=0)
-            for svc in plan.services
-        ]
 
     def advance(
         self,
@@ -136,20 +137,18 @@ class AlertEvaluator:
     ) -> list[dict[str, Any]]:
         """Step every boundary up to the watermark; return alert records of transitions."""
         out: list[dict[str, Any]] = []
-        target = watermark_ms - watermark_ms % self.slice_ms
+        slice_ms, span_ms, kpi_touchpoint = self.slice_ms, self.span_ms, self.kpi_touchpoint
+        target = watermark_ms - watermark_ms % slice_ms
+        sums, dirty = rolling.sums, rolling.dirty
         while rolling.boundary < target:
             entering = slices.get(rolling.boundary)
-            leaving = slices.get(rolling.boundary - self.span_ms)
-            rolling.boundary += self.slice_ms
+            leaving = slices.get(rolling.boundary - span_ms)
+            rolling.boundary += slice_ms
             if entering:
-                add_into(
-                    rolling.sums, entering, 1.0, rolling.dirty, rolling.counts, self.kpi_service
-                )
+                add_into(sums, entering, 1.0, dirty, rolling.counts, kpi_touchpoint)
             if leaving:
-                add_into(
-                    rolling.sums, leaving, -1.0, rolling.dirty, rolling.counts, self.kpi_service
-                )
-            if rolling.dirty or rolling.pending:
+                add_into(sums, leaving, -1.0, dirty, rolling.counts, kpi_touchpoint)
+            if dirty or rolling.pending:
                 out.extend(self._evaluate(unit, rolling, bases, inhibitions))
         return out
 
@@ -162,11 +161,15 @@ class AlertEvaluator:
     ) -> list[dict[str, Any]]:
         plan = self.plan
         now = rolling.boundary
-        touched = {self.kpi_touchpoint[k] for k in rolling.dirty if k in self.kpi_touchpoint}
+        kpi_touchpoint, touchpoint_service = self.kpi_touchpoint, self.touchpoint_service
+        touched = {kpi_touchpoint[k] for k in rolling.dirty if k in kpi_touchpoint}
         rolling.dirty.clear()
-        touched |= {i for i in rolling.pending if i >= 0}
-        services = {self.touchpoint_service[t] for t in touched}
-        services |= {-1 - i for i in rolling.pending if i < 0}
+        pending = rolling.pending
+        if pending:
+            touched |= {i for i in pending if i >= 0}
+        services = {touchpoint_service[t] for t in touched}
+        if pending:
+            services |= {-1 - i for i in pending if i < 0}
         if rolling.stale is None:
             rolling.stale = set(range(len(plan.services)))
         if self.skip_quiet:
@@ -174,12 +177,13 @@ class AlertEvaluator:
             # machine beyond no_data) cannot raise or end anything: its scores are brought
             # up to date only when it is evaluated again. A catch-up crosses every slice
             # boundary, most of them with a handful of events.
-            quiet = {s for s in services if self._quiet(rolling, s)}
+            is_quiet = self._quiet
+            quiet = {s for s in services if is_quiet(rolling, s)}
             self.quiet_skips += len(quiet)
             if quiet:
                 rolling.stale |= quiet
                 services -= quiet
-                touched = {t for t in touched if self.touchpoint_service[t] not in quiet}
+                touched = {t for t in touched if touchpoint_service[t] not in quiet}
         for s in services & rolling.stale:
             touched.update(plan.services[s].touchpoints)
         rolling.stale -= services
@@ -270,26 +274,19 @@ class AlertEvaluator:
         counts = rolling.counts
         if counts is None:
             counts = rolling.counts = {}
-            kpi_service = self.kpi_service
+            kpi_touchpoint = self.kpi_touchpoint
             for index, acc in rolling.sums.items():
-                service = kpi_service.get(index)
-                if service is not None:
-                    counts[service] = counts.get(service, 0.0) + acc[0]
-        # an upper bound of the sample: every KPI's count, present or not
-        events = counts.get(s, 0.0)
-        service_min = self.plan.services[s].rule.min_sample
-        if events < self._least_min_sample[s]:  # no touchpoint can have its min_sample
-            return events < service_min
-        get = rolling.sums.get
-        for _, tp_kpis, min_sample in self._quiet_plan[s]:
-            counted = 0.0
-            for k in tp_kpis:
-                found = get(k)
-                if found is not None:
-                    counted += found[0]
+                t = kpi_touchpoint.get(index)
+                if t is not None:
+                    counts[t] = counts.get(t, 0.0) + acc[0]
+        # upper bounds of the samples: every KPI's count, present or not
+        events = 0.0
+        for t, min_sample in self._quiet_plan[s]:
+            counted = counts.get(t, 0.0)
             if counted >= min_sample:
                 return False
-        return events < service_min
+            events += counted
+        return events < self.plan.services[s].rule.min_sample
 
     def _step(
         self,

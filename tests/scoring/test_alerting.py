@@ -179,7 +179,7 @@ def test_skipping_quiet_services_changes_no_alert_record(default_plan: ScoringPl
 def test_quiet_check_counts_kept_as_slices_move_equal_a_recount(
     default_plan: ScoringPlan,
 ) -> None:
-    """The per-service event counts and active services the quiet check keeps while slices
+    """The per-touchpoint event counts and active services the quiet check keeps while slices
     enter and leave the window are what counting the rolling sums and machines again gives."""
     from streams.core.events import validate_event
 
@@ -200,8 +200,8 @@ def test_quiet_check_counts_kept_as_slices_move_equal_a_recount(
                 continue
             recount: dict[int, float] = {}
             for index, acc in rolling.sums.items():
-                service = evaluator.kpi_service[index]
-                recount[service] = recount.get(service, 0.0) + acc[0]
+                touchpoint = evaluator.kpi_touchpoint[index]
+                recount[touchpoint] = recount.get(touchpoint, 0.0) + acc[0]
             assert {s: n for s, n in rolling.counts.items() if n} == {
                 s: n for s, n in recount.items() if n
             }
