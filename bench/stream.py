@@ -128,6 +128,29 @@ def tree_hwm_kb(pid: int) -> list[int]:
     return peaks + [vm_kb(int(child), "VmHWM") or 0 for child in children]
 
 
+def cpu_s(pid: int | None) -> float:
+    """User + system CPU seconds a process used so far (0 if gone)."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_s(pid: int) -> list[float]:
+    """CPU seconds of a worker, then of each of its child processes (the ingest)."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        children = []
+    return [cpu_s(pid)] + [cpu_s(int(child)) for child in children]
+
+
+BROKER_PID: list[int] = []  # the embedded broker's, for its CPU seconds
+
+
 # -- events -------------------------------------------------------------------------------
 
 
@@ -626,6 +649,8 @@ class ScorerRun:
     published_s: float = 0.0
     rss_kb: list[int] = field(default_factory=list)  # per worker: itself + its children
     rss_parts_kb: list[list[int]] = field(default_factory=list)
+    cpu_parts_s: list[list[float]] = field(default_factory=list)  # per worker: itself, children
+    broker_cpu_s: float = 0.0
     totals: dict[str, int] = field(default_factory=dict)
     verdict: str = ""
     profile: Path | None = None
@@ -642,6 +667,7 @@ def run_scorer(
     run = ScorerRun(sent)
     timeout = 300 + sent / 300  # generous: about 1,000-1,500 events/s were measured
     started = time.time()
+    broker_cpu_at_start = cpu_s(BROKER_PID[0] if BROKER_PID else None)
     for _ in range(workers):
         deployment.worker()
     spy = None
@@ -704,6 +730,8 @@ def run_scorer(
         run.totals = deployment.totals()
         run.rss_parts_kb = [tree_hwm_kb(w.pid) for w in deployment.workers]
         run.rss_kb = [sum(parts) for parts in run.rss_parts_kb]
+        run.cpu_parts_s = [tree_cpu_s(w.pid) for w in deployment.workers]
+        run.broker_cpu_s = cpu_s(BROKER_PID[0] if BROKER_PID else None) - broker_cpu_at_start
     finally:
         deployment.stop()
         if spy is not None:
@@ -736,6 +764,12 @@ def run_scorer(
             + " worker + ingest)"
             for parts in run.rss_parts_kb
         )
+        + "; CPU-s from start-up to the end of publication: "
+        + ", ".join(
+            " + ".join(f"{seconds:,.1f}" for seconds in parts) + " worker + ingest"
+            for parts in run.cpu_parts_s
+        )
+        + f", broker {run.broker_cpu_s:,.1f}"
     )
     if run.totals.get("late") or run.totals.get("dead_lettered"):
         run.verdict += (
@@ -950,6 +984,8 @@ def main() -> None:
     try:
         with EmbeddedBroker() as broker:
             log(f"broker at {broker.url}")
+            if broker.process is not None:
+                BROKER_PID.append(broker.process.pid)
 
             def deploy(label: str, partitions: int = args.partitions) -> Deployment:
                 return Deployment(

@@ -108,6 +108,13 @@ class AlertEvaluator:
         self.slice_ms = slice_ms
         self.kpi_touchpoint = {k: tp.index for tp in plan.touchpoints for k in tp.kpis}
         self.touchpoint_service = {t: s.index for s in plan.services for t in s.touchpoints}
+        # per service, for `_evaluate`: its rule, name and (touchpoint, weight) pairs; per
+        # touchpoint: its rule and service name
+        self._service_plan = [
+            (svc.rule, svc.service, tuple((t, plan.touchpoints[t].weight) for t in svc.touchpoints))
+            for svc in plan.services
+        ]
+        self._touchpoint_plan = [(tp.rule, tp.service) for tp in plan.touchpoints]
         # per service, for `_quiet`: (touchpoint index, its min_sample) of each touchpoint
         self._quiet_plan = [
             tuple((t, plan.touchpoints[t].rule.min_sample) for t in svc.touchpoints)
@@ -189,16 +196,16 @@ class AlertEvaluator:
         rolling.stale -= services
         sums = rolling.sums
         scored = rolling.touchpoints
+        score_of = self._touchpoint_score
         for t in touched:
-            scored[t] = self._touchpoint_score(t, sums, bases)
-        out = []
+            scored[t] = score_of(t, sums, bases)
+        out: list[dict[str, Any]] = []
         machines = rolling.machines
-        for s in sorted(services):
-            svc = plan.services[s]
+        for s in sorted(services) if len(services) > 1 else services:
+            rule, service, parts = self._service_plan[s]
             total = present = acc = 0.0
             sample = 0
-            for t in svc.touchpoints:
-                weight = plan.touchpoints[t].weight
+            for t, weight in parts:
                 tp_score, tp_sample = scored.get(t, NO_SCORE)
                 total += weight
                 if tp_score is not None:
@@ -207,17 +214,18 @@ class AlertEvaluator:
                 sample += tp_sample
             score = acc / present if present else None  # weighted_mean, inline
             rolling.services[s] = score
-            if not _steady(machines.get(-1 - s), svc.rule, score, sample):
-                out += self._step(unit, rolling, -1 - s, svc.rule, score, sample, now, bases, False)
+            if not _steady(machines.get(-1 - s), rule, score, sample):
+                out += self._step(unit, rolling, -1 - s, rule, score, sample, now, bases, False)
             machine = machines.get(-1 - s)
-            inhibitions[(unit, svc.service)] = machine is not None and machine.state == "firing"
-        for t in sorted(touched):
+            inhibitions[(unit, service)] = machine is not None and machine.state == "firing"
+        touchpoint_plan = self._touchpoint_plan
+        for t in sorted(touched) if len(touched) > 1 else touched:
             score, sample = scored[t]
-            tp = plan.touchpoints[t]
-            if _steady(machines.get(t), tp.rule, score, sample):
+            rule, service = touchpoint_plan[t]
+            if _steady(machines.get(t), rule, score, sample):
                 continue
-            inhibited = inhibitions.get((unit, tp.service), False)
-            out += self._step(unit, rolling, t, tp.rule, score, sample, now, bases, inhibited)
+            inhibited = inhibitions.get((unit, service), False)
+            out += self._step(unit, rolling, t, rule, score, sample, now, bases, inhibited)
         return out
 
     def _touchpoint_score(

@@ -295,7 +295,11 @@ class PartitionState:
             if is_base:
                 continue
             if key[1] == "slice":
-                self._into_rolling(state, key[2], contributions)
+                rolling = state.rolling
+                # only a slice the rolling window already holds (a late event) or the unit's
+                # first slice has anything to do there
+                if rolling is None or key[2] < rolling.boundary:
+                    self._into_rolling(state, key[2], contributions)
             accumulators = window.accumulators
             for index, a, b in contributions:
                 acc = accumulators.get(index)
@@ -325,7 +329,7 @@ class PartitionState:
             return
         if not rolling.boundary - self.config.rolling_span_ms <= slice_start < rolling.boundary:
             return
-        rolling.counts = None  # the evaluator's per-service counts: recomputed when needed
+        rolling.counts = None  # the evaluator's per-touchpoint counts: recomputed when needed
         for index, a, b in contributions:
             add_into(rolling.sums, {index: [1.0, a, b]}, 1.0, rolling.dirty)
 
