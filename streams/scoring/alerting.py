@@ -72,16 +72,6 @@ def add_into(
 ) -> None:
     """Add (sign 1) or take out (-1) accumulators, marking their KPIs dirty; with `counts`,
     keep event counts per group too (`kpi_group`: KPI index -> touchpoint index)."""
-    if counts is None or kpi_group is None:
-        for index, (n, a, b) in other.items():
-            acc = sums.get(index)
-            if acc is None:
-                acc = sums[index] = [0.0, 0.0, 0.0]
-            acc[0] += sign * n
-            acc[1] += sign * a
-            acc[2] += sign * b
-            dirty.add(index)
-        return
     for index, (n, a, b) in other.items():
         acc = sums.get(index)
         if acc is None:
@@ -90,9 +80,11 @@ def add_into(
         acc[1] += sign * a
         acc[2] += sign * b
         dirty.add(index)
-        group = kpi_group.get(index)
-        if group is not None:  # counts are whole numbers: exact in a float
-            counts[group] = counts.get(group, 0.0) + sign * n
+    if counts is not None and kpi_group is not None:
+        for index, (n, _, _) in other.items():
+            group = kpi_group.get(index)
+            if group is not None:  # counts are whole numbers: exact in a float
+                counts[group] = counts.get(group, 0.0) + sign * n
 
 
 class AlertEvaluator:
