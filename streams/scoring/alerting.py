@@ -195,11 +195,10 @@ class AlertEvaluator:
         machines = rolling.machines
         for s in sorted(services) if len(services) > 1 else services:
             rule, service, parts = self._service_plan[s]
-            total = present = acc = 0.0
+            present = acc = 0.0
             sample = 0
             for t, weight in parts:
                 tp_score, tp_sample = scored.get(t, NO_SCORE)
-                total += weight
                 if tp_score is not None:
                     present += weight
                     acc += weight * tp_score
@@ -229,10 +228,8 @@ class AlertEvaluator:
         events behind the KPIs that are present."""
         service, min_kpi_sample, kpis = self._score_plan[t]
         base = bases.get(service)
-        total = present = acc = 0.0
-        counted = 0.0
+        present = acc = counted = 0.0
         for k, weight, kind, scale in kpis:
-            total += weight
             found = sums.get(k, NO_EVENTS)
             n = found[0]
             if n < min_kpi_sample:
