@@ -11,6 +11,7 @@ the same alerts, with the same times, as the live stream did.
 from __future__ import annotations
 
 import hashlib
+from bisect import bisect_left
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,33 +46,67 @@ def alert_id(rule: str, unit: str, service: str, touchpoint: str | None) -> str:
 class UnitRolling:
     boundary: int  # the window is [boundary - span, boundary)
     sums: Accumulators = field(default_factory=dict)
-    dirty: set[int] = field(default_factory=set)  # KPI indices changed since evaluation
+    dirty: set[int] = field(default_factory=set)  # touchpoint indices changed since evaluation
     touchpoints: dict[int, tuple[float | None, int]] = field(default_factory=dict)
     services: dict[int, float | None] = field(default_factory=dict)
     machines: dict[int, AlertState] = field(default_factory=dict)  # tp index / -1 - service
     pending: set[int] = field(default_factory=set)  # indices of the machines in `pending`
     # services whose touchpoint scores were not kept up to date (quiet, or never computed)
     stale: set[int] | None = None  # None: all of them
-    # For the quiet check, kept as slices move (None: to be recomputed): per touchpoint
-    # index, the events of all its KPIs in the window; the services with a machine beyond
-    # no_data.
+    # For the quiet check, kept as slices move: the events of all KPIs in the window per
+    # touchpoint index and per service index. None: the sums were changed without them (a
+    # reload, a late event), so they are recounted and every touchpoint is re-scored.
     counts: dict[int, float] | None = None
+    service_counts: dict[int, float] = field(default_factory=dict)
+    # the services with a machine beyond no_data (None: to be recomputed)
     active: set[int] | None = None
 
     def __post_init__(self) -> None:
         self.pending = {i for i, m in self.machines.items() if m.state == "pending"}
 
+    def add(self, accumulators: Accumulators, sign: float, groups: KpiGroups) -> None:
+        """A slice enters (sign 1) or leaves (-1) the window: its accumulators go into the
+        sums and the counts, and the touchpoints of its KPIs are to be re-scored."""
+        sums, counts, service_counts, dirty = (
+            self.sums, self.counts, self.service_counts, self.dirty
+        )  # fmt: skip
+        if counts is None:  # recounted at the next evaluation, from the sums
+            add_into(sums, accumulators, sign)
+            return
+        for index, (n, a, b) in accumulators.items():
+            acc = sums.get(index)
+            if acc is None:
+                sums[index] = [sign * n, sign * a, sign * b]
+            else:
+                acc[0] += sign * n
+                acc[1] += sign * a
+                acc[2] += sign * b
+            group = groups.get(index)
+            if group is not None:  # counts are whole numbers: exact in a float
+                t, s = group
+                dirty.add(t)
+                counts[t] = counts.get(t, 0.0) + sign * n
+                service_counts[s] = service_counts.get(s, 0.0) + sign * n
 
-def add_into(
-    sums: Accumulators,
-    other: Accumulators,
-    sign: float,
-    dirty: set[int],
-    counts: dict[int, float] | None = None,
-    kpi_group: dict[int, int] | None = None,
-) -> None:
-    """Add (sign 1) or take out (-1) accumulators, marking their KPIs dirty; with `counts`,
-    keep event counts per group too (`kpi_group`: KPI index -> touchpoint index)."""
+    def recount(self, groups: KpiGroups) -> None:
+        """Counts from the sums, and every touchpoint with events to be re-scored."""
+        counts: dict[int, float] = {}
+        service_counts: dict[int, float] = {}
+        for index, acc in self.sums.items():
+            group = groups.get(index)
+            if group is not None:
+                t, s = group
+                counts[t] = counts.get(t, 0.0) + acc[0]
+                service_counts[s] = service_counts.get(s, 0.0) + acc[0]
+        self.counts, self.service_counts = counts, service_counts
+        self.dirty.update(counts)
+
+
+KpiGroups = dict[int, tuple[int, int]]  # KPI index -> (its touchpoint index, service index)
+
+
+def add_into(sums: Accumulators, other: Accumulators, sign: float) -> None:
+    """Add (sign 1) or take out (-1) accumulators."""
     for index, (n, a, b) in other.items():
         acc = sums.get(index)
         if acc is None:
@@ -79,12 +114,6 @@ def add_into(
         acc[0] += sign * n
         acc[1] += sign * a
         acc[2] += sign * b
-        dirty.add(index)
-    if counts is not None and kpi_group is not None:
-        for index, (n, _, _) in other.items():
-            group = kpi_group.get(index)
-            if group is not None:  # counts are whole numbers: exact in a float
-                counts[group] = counts.get(group, 0.0) + sign * n
 
 
 class AlertEvaluator:
@@ -100,6 +129,9 @@ class AlertEvaluator:
         self.slice_ms = slice_ms
         self.kpi_touchpoint = {k: tp.index for tp in plan.touchpoints for k in tp.kpis}
         self.touchpoint_service = {t: s.index for s in plan.services for t in s.touchpoints}
+        self.kpi_groups: KpiGroups = {
+            k: (t, self.touchpoint_service[t]) for k, t in self.kpi_touchpoint.items()
+        }
         # per service, for `_evaluate`: its rule, name and (touchpoint, weight) pairs; per
         # touchpoint: its rule and service name
         self._service_plan = [
@@ -107,10 +139,20 @@ class AlertEvaluator:
             for svc in plan.services
         ]
         self._touchpoint_plan = [(tp.rule, tp.service) for tp in plan.touchpoints]
-        # per service, for `_quiet`: (touchpoint index, its min_sample) of each touchpoint
+        # per service, for `_quiet`: (touchpoint index, its min_sample) of each touchpoint;
+        # fewer events than `_quiet_below` in a service make it quiet whatever their spread
         self._quiet_plan = [
             tuple((t, plan.touchpoints[t].rule.min_sample) for t in svc.touchpoints)
             for svc in plan.services
+        ]
+        self._quiet_below = [
+            min([svc.rule.min_sample] + [m for _, m in self._quiet_plan[svc.index]])
+            for svc in plan.services
+        ]
+        # services where that count decides both ways: at or above it, the service itself
+        # has its min_sample (the default catalog's case)
+        self._quiet_decided = [
+            self._quiet_below[svc.index] == svc.rule.min_sample for svc in plan.services
         ]
         # per touchpoint, for `_touchpoint_score`: its service, its min_kpi_sample, and
         # (index, weight, kind, scale) of each of its KPIs
@@ -136,18 +178,30 @@ class AlertEvaluator:
     ) -> list[dict[str, Any]]:
         """Step every boundary up to the watermark; return alert records of transitions."""
         out: list[dict[str, Any]] = []
-        slice_ms, span_ms, kpi_touchpoint = self.slice_ms, self.span_ms, self.kpi_touchpoint
+        slice_ms, span_ms, groups = self.slice_ms, self.span_ms, self.kpi_groups
         target = watermark_ms - watermark_ms % slice_ms
-        sums, dirty = rolling.sums, rolling.dirty
+        moments: list[int] | None = None
+        at = 0
         while rolling.boundary < target:
-            entering = slices.get(rolling.boundary)
-            leaving = slices.get(rolling.boundary - span_ms)
-            rolling.boundary += slice_ms
+            if not rolling.dirty and not rolling.pending and rolling.counts is not None:
+                # Nothing to evaluate until a slice enters or leaves: a catch-up crosses
+                # every boundary of the span, most of them with no event at all.
+                if moments is None:
+                    moments = sorted({s for s in slices} | {s + span_ms for s in slices})
+                at = bisect_left(moments, rolling.boundary, at)
+                if at == len(moments) or moments[at] >= target:
+                    rolling.boundary = target
+                    break
+                rolling.boundary = moments[at]
+            boundary = rolling.boundary
+            entering = slices.get(boundary)
+            leaving = slices.get(boundary - span_ms)
+            rolling.boundary = boundary + slice_ms
             if entering:
-                add_into(sums, entering, 1.0, dirty, rolling.counts, kpi_touchpoint)
+                rolling.add(entering, 1.0, groups)
             if leaving:
-                add_into(sums, leaving, -1.0, dirty, rolling.counts, kpi_touchpoint)
-            if dirty or rolling.pending:
+                rolling.add(leaving, -1.0, groups)
+            if rolling.dirty or rolling.pending or rolling.counts is None:
                 out.extend(self._evaluate(unit, rolling, bases, inhibitions))
         return out
 
@@ -160,9 +214,11 @@ class AlertEvaluator:
     ) -> list[dict[str, Any]]:
         plan = self.plan
         now = rolling.boundary
-        kpi_touchpoint, touchpoint_service = self.kpi_touchpoint, self.touchpoint_service
-        touched = {kpi_touchpoint[k] for k in rolling.dirty if k in kpi_touchpoint}
-        rolling.dirty.clear()
+        touchpoint_service = self.touchpoint_service
+        if rolling.counts is None:
+            rolling.recount(self.kpi_groups)
+        touched = rolling.dirty
+        rolling.dirty = set()
         pending = rolling.pending
         if pending:
             touched |= {i for i in pending if i >= 0}
@@ -176,13 +232,30 @@ class AlertEvaluator:
             # machine beyond no_data) cannot raise or end anything: its scores are brought
             # up to date only when it is evaluated again. A catch-up crosses every slice
             # boundary, most of them with a handful of events.
-            is_quiet = self._quiet
-            quiet = {s for s in services if is_quiet(rolling, s)}
-            self.quiet_skips += len(quiet)
+            active = rolling.active
+            if active is None:
+                active = rolling.active = {
+                    touchpoint_service[i] if i >= 0 else -1 - i
+                    for i, m in rolling.machines.items()
+                    if m.state != "no_data"
+                }
+            service_counts, below = rolling.service_counts, self._quiet_below
+            quiet = [
+                s
+                for s in services
+                if s not in active
+                and (
+                    service_counts.get(s, 0.0) < below[s]
+                    or (not self._quiet_decided[s] and self._quiet(rolling, s))
+                )
+            ]
             if quiet:
-                rolling.stale |= quiet
-                services -= quiet
-                touched = {t for t in touched if touchpoint_service[t] not in quiet}
+                self.quiet_skips += len(quiet)
+                rolling.stale.update(quiet)
+                if len(quiet) == len(services):  # pending machines are never quiet
+                    return []
+                services.difference_update(quiet)
+                touched = {t for t in touched if touchpoint_service[t] in services}
         for s in services & rolling.stale:
             touched.update(plan.services[s].touchpoints)
         rolling.stale -= services
@@ -256,34 +329,14 @@ class AlertEvaluator:
         ]
 
     def _quiet(self, rolling: UnitRolling, s: int) -> bool:
-        # this runs for every touched service at every slice boundary: the kept counts and
-        # active services answer most calls without a loop
-        active = rolling.active
-        if active is None:
-            service_of = self.touchpoint_service
-            active = rolling.active = {
-                service_of[i] if i >= 0 else -1 - i
-                for i, m in rolling.machines.items()
-                if m.state != "no_data"
-            }
-        if s in active:
-            return False
-        counts = rolling.counts
-        if counts is None:
-            counts = rolling.counts = {}
-            kpi_touchpoint = self.kpi_touchpoint
-            for index, acc in rolling.sums.items():
-                t = kpi_touchpoint.get(index)
-                if t is not None:
-                    counts[t] = counts.get(t, 0.0) + acc[0]
-        # upper bounds of the samples: every KPI's count, present or not
-        events = 0.0
+        """No touchpoint of the service, nor the service, has its min_sample of events
+        (upper bounds of the samples: every KPI's count, present or not). Asked only when
+        the service's count alone does not decide it."""
+        counts = rolling.counts or {}
         for t, min_sample in self._quiet_plan[s]:
-            counted = counts.get(t, 0.0)
-            if counted >= min_sample:
+            if counts.get(t, 0.0) >= min_sample:
                 return False
-            events += counted
-        return events < self.plan.services[s].rule.min_sample
+        return rolling.service_counts.get(s, 0.0) < self.plan.services[s].rule.min_sample
 
     def _step(
         self,

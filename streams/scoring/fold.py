@@ -110,6 +110,7 @@ class UnitState:
     chunks: dict[int, tuple[int, list[str]]] = field(default_factory=dict)  # newest time, ids
     next_chunk: int = 0
     slices: dict[int, Window] = field(default_factory=dict)  # rolling slices by start
+    slices_unsaved: bool = False  # a slice changed since the last flush
     calendar: set[WindowKey] = field(default_factory=set)  # its day and month windows
     rolling: UnitRolling | None = None  # alert evaluation state
 
@@ -329,9 +330,9 @@ class PartitionState:
             return
         if not rolling.boundary - self.config.rolling_span_ms <= slice_start < rolling.boundary:
             return
-        rolling.counts = None  # the evaluator's per-touchpoint counts: recomputed when needed
+        rolling.counts = None  # the evaluator recounts and re-scores at the next boundary
         for index, a, b in contributions:
-            add_into(rolling.sums, {index: [1.0, a, b]}, 1.0, rolling.dirty)
+            add_into(rolling.sums, {index: [1.0, a, b]}, 1.0)
 
     def evaluate_alerts(self, evaluator: AlertEvaluator) -> None:
         """Step the alert machines through every slice boundary the watermark passed; the
@@ -454,12 +455,19 @@ class PartitionState:
         """Table writes since the last flush, in a safe order: the control value last."""
         p = self.partition
         writes: list[tuple[str, bytes | None]] = []
+        units = self.units
         for key, window in self.windows.items():
             if window.unsaved:
-                writes.append((window_table_key(p, key), window.dump()))
                 window.unsaved = False
+                if key[1] == "slice":  # written with its unit's other slices, below
+                    units[key[0]].slices_unsaved = True
+                    continue
+                writes.append((window_table_key(p, key), window.dump()))
                 window.persisted = True
-        for unit, state in self.units.items():
+        for unit, state in units.items():
+            if state.slices_unsaved:
+                writes.append((slices_key(p, unit), dump_slices(state)))
+                state.slices_unsaved = False
             # seen ids in chunks of bounded size (a fast replay brings many per flush; a
             # changelog message must stay well under the broker's size limit)
             for first in range(0, len(state.fresh), SEEN_CHUNK_IDS):
@@ -515,6 +523,7 @@ class PartitionState:
         prefix = f"{partition}/"
         chunks: list[tuple[str, bytes]] = []
         bases: list[tuple[str, bytes]] = []
+        slice_sets: list[tuple[str, bytes]] = []
         for key, value in items:
             if not key.startswith(prefix) or value is None:
                 continue
@@ -537,10 +546,25 @@ class PartitionState:
             elif parts[1] == "w":
                 window_key = (parts[2], parts[3], int(parts[4]))
                 state.windows[window_key] = Window.load(value)
+            elif parts[1] == "s":
+                slice_sets.append((parts[2], value))
             elif parts[1] == "d":
                 chunks.append((key, value))
             elif parts[1] == "b":
                 bases.append((key, value))
+        # A unit's slices value is newer than any slice under a key of its own (how slices
+        # were kept before session 7); such a key is still tombstoned when its slice goes.
+        for unit, value in slice_sets:
+            data = _decoded(value)
+            for start, rows in data["s"]:
+                slice_key: WindowKey = (unit, "slice", start)
+                own_key = state.windows.get(slice_key)
+                state.windows[slice_key] = Window(
+                    accumulators={row[0]: row[1:] for row in rows},
+                    guard=dict(data["g"]),
+                    unsaved=False,
+                    persisted=own_key is not None and own_key.persisted,
+                )
         for key, value in chunks:
             _, _, unit, chunk_text = key.split("/")
             chunk = int(chunk_text)
@@ -563,7 +587,7 @@ class PartitionState:
                 span_start = rolling.boundary - config.rolling_span_ms
                 for start, window in unit_state.slices.items():
                     if span_start <= start < rolling.boundary:
-                        add_into(rolling.sums, window.accumulators, 1.0, rolling.dirty)
+                        add_into(rolling.sums, window.accumulators, 1.0)
         for key, value in bases:
             unit = key.split("/")[2]
             unit_state = state.units.setdefault(unit, UnitState())
@@ -596,6 +620,26 @@ def _load_rolling(data: Any) -> UnitRolling | None:
         return None
     machines = {int(i): AlertState(*m) for i, m in data["m"].items()}
     return UnitRolling(boundary=data["b"], machines=machines)
+
+
+def slices_key(partition: int, unit: str) -> str:
+    return f"{partition}/s/{unit}"
+
+
+def dump_slices(state: UnitState) -> bytes:
+    """A unit's rolling slices in one value (one changelog message per unit and flush, not
+    one per slice and a tombstone when it leaves: a catch-up crosses a slice a minute).
+    Their guard is the unit's: every entry the unit applied is in a slice it still holds,
+    or in one that left the rolling window, which nothing reads again."""
+    return orjson.dumps(
+        {
+            "g": state.guard,
+            "s": [
+                [start, [[k, *v] for k, v in window.accumulators.items()]]
+                for start, window in state.slices.items()
+            ],
+        }
+    )
 
 
 def control_key(partition: int) -> str:

@@ -210,6 +210,64 @@ def test_flushed_state_loads_back_equal(small_plan: ScoringPlan) -> None:
     assert loaded.counts.replayed == 3 and snapshot(loaded) == snapshot(state)
 
 
+def test_a_flush_cut_after_the_slices_value_replays_no_slice_entry_twice(
+    small_plan: ScoringPlan,
+) -> None:
+    """A unit's slices are one value, guarded by the unit's offsets when it was written: a
+    crash after it but before the control value replays the envelope into the calendar
+    windows the crash left behind, not into the slices again."""
+    install = {"kind": "install", "status": "completed", "on_time": True, "delay_hours": 1.0}
+    items = entries(
+        small_plan,
+        [event("install", f"2026-11-05 10:{minute:02d}", **install) for minute in range(6)],
+        sources=2,
+    )
+    first, second = items[:3], items[3:]
+    reference = PartitionState(0, CONFIG)
+    reference.apply(first, NOW)
+    reference.apply(second, NOW)
+
+    state = PartitionState(0, CONFIG)
+    state.apply(first, NOW)
+    table = {k: v for k, v in state.flush() if v is not None}
+    state.apply(second, NOW)
+    writes = state.flush()
+    cut = [k for k, _ in writes].index("0/s/HPG") + 1  # the slices are in, the control not
+    table.update((k, v) for k, v in writes[:cut] if v is not None)
+    assert any(k.startswith("0/w/HPG/day") for k, _ in writes[:cut])
+    recovered = PartitionState.load(0, CONFIG, table.items(), NOW)
+    recovered.apply(second, NOW)  # its envelope was not acknowledged: delivered again
+    assert snapshot(recovered) == snapshot(reference)
+    slices = [k for k in recovered.windows if k[1] == "slice"]
+    assert len(slices) == 6
+
+
+def test_slices_kept_under_keys_of_their_own_load_and_are_tombstoned_when_they_go(
+    small_plan: ScoringPlan,
+) -> None:
+    """State written before session 7 kept each slice under its own key."""
+    from streams.scoring.alerting import AlertEvaluator
+    from streams.scoring.fold import window_table_key
+
+    install = {"kind": "install", "status": "completed", "on_time": True, "delay_hours": 1.0}
+    items = entries(small_plan, [event("install", "2026-11-05 10:00", **install)])
+    state = PartitionState(0, CONFIG)
+    state.apply(items, NOW)
+    table = {k: v for k, v in state.flush() if v is not None and k != "0/s/HPG"}
+    ((key, window),) = [(k, w) for k, w in state.windows.items() if k[1] == "slice"]
+    table[window_table_key(0, key)] = window.dump()
+    loaded = PartitionState.load(0, CONFIG, table.items(), NOW)
+    assert snapshot(loaded) == snapshot(state)
+    assert loaded.watermark_ms is not None
+    loaded.watermark_ms += 2 * CONFIG.rolling_span_ms
+    loaded.evaluate_alerts(
+        AlertEvaluator(small_plan, CONFIG.rolling_span_ms, CONFIG.rolling_slice_ms)
+    )  # the rolling window moves past the slice
+    loaded.expire_slices()
+    assert not loaded.units["HPG"].slices
+    assert window_table_key(0, key) in [k for k, v in loaded.flush() if v is None]
+
+
 @settings(max_examples=120, deadline=None)
 @given(event_lists(max_size=40), st.data())
 def test_a_crash_anywhere_loses_nothing_and_counts_nothing_twice(
