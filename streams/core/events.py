@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from math import isfinite
 from typing import Any, Final
@@ -151,8 +152,54 @@ Check = tuple[str, bool, int, Any, float | None, float | None]
 
 
 def _check(spec: FieldSpec) -> Check:
-    argument: Any = frozenset(spec.symbols) if spec.type == "enum" else spec.pattern
+    argument: Any = spec.pattern
+    if spec.type == "enum":
+        argument = frozenset(spec.symbols)
+    elif spec.pattern is not None:
+        argument = string_test(spec.pattern)
     return (spec.name, spec.nullable, _KIND_CODES[spec.type], argument, spec.minimum, spec.maximum)
+
+
+# Printable-ASCII patterns, tested with str methods (C loops) instead of the regex engine:
+# pattern -> (no space allowed, max length). `isprintable` on ASCII is exactly 0x20-0x7e.
+_PRINTABLE: Final = {
+    EVENT_ID_PATTERN.pattern: (True, 128),
+    REF_PATTERN.pattern: (False, 256),
+}
+_MEMO_MAX: Final = 4_096  # distinct valid values remembered per field (units, touchpoints)
+
+
+def string_test(pattern: re.Pattern[str]) -> Callable[[str], bool]:
+    """Whether a string fully matches `pattern`, as fast as the field allows: every event
+    passes these (the event id and customer_ref are new each time, the unit and touchpoint
+    are a few values seen again and again)."""
+    printable = _PRINTABLE.get(pattern.pattern)
+    if printable is not None:
+        no_space, max_len = printable
+
+        def test_printable(value: str) -> bool:
+            return (
+                0 < len(value) <= max_len
+                and value.isascii()
+                and value.isprintable()
+                and not (no_space and " " in value)
+            )
+
+        return test_printable
+    known: set[str] = set()
+    fullmatch = pattern.fullmatch
+
+    def test_memo(value: str) -> bool:
+        if value in known:
+            return True
+        if fullmatch(value) is None:
+            return False
+        if len(known) >= _MEMO_MAX:
+            known.clear()
+        known.add(value)
+        return True
+
+    return test_memo
 
 
 _CHECKS: Final[dict[str, tuple[Check, ...]]] = {
@@ -168,9 +215,9 @@ def _problem(etype: str, name: str, kind: int, argument: Any, value: Any) -> Inv
     elif kind == _BOOL:
         text = "must be true or false"
     elif kind == _STR:
-        text = (
-            "must be a string" if type(value) is not str else f"does not match {argument.pattern}"
-        )
+        pattern = EVENT_FIELDS[etype][name].pattern
+        shown = pattern.pattern if pattern is not None else "its pattern"
+        text = "must be a string" if type(value) is not str else f"does not match {shown}"
     elif kind == _INT:
         text = "must be an integer"
     else:
@@ -201,8 +248,8 @@ def validate_event(obj: Any) -> dict[str, Any]:
             if type(value) is str and value in argument:
                 continue
         elif kind == _STR:
-            # fullmatch: `$` alone would accept a trailing newline ("HPG\n")
-            if type(value) is str and argument.fullmatch(value) is not None:
+            # a full match (`$` alone would accept a trailing newline: "HPG\n")
+            if type(value) is str and argument(value):
                 continue
         elif kind == _BOOL:
             if value is True or value is False:

@@ -3,8 +3,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from streams.core.events import EVENT_FIELDS, InvalidEvent, validate_event
+from streams.core.events import EVENT_FIELDS, InvalidEvent, string_test, validate_event
 from tests.factories import event
 
 
@@ -79,3 +81,23 @@ def test_every_event_type_has_the_common_fields_and_a_doc_on_each() -> None:
             fields
         )
         assert all(spec.doc for spec in fields.values())
+
+
+@settings(max_examples=600, deadline=None)
+@given(
+    text=st.one_of(
+        st.text(max_size=300),
+        st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=0x80), max_size=300),
+        st.sampled_from(["HPG", "HPG\n", "install", "a" * 128, "a" * 129, "b" * 257, " ", ""]),
+    )
+)
+def test_the_string_field_tests_accept_exactly_what_their_pattern_fully_matches(
+    text: str,
+) -> None:
+    patterns = {s.pattern for fields in EVENT_FIELDS.values() for s in fields.values()}
+    for pattern in patterns - {None}:
+        assert pattern is not None
+        test = string_test(pattern)
+        expected = pattern.fullmatch(text) is not None
+        assert test(text) is expected
+        assert test(text) is expected  # and again, once it may be remembered
