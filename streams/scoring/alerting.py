@@ -26,6 +26,7 @@ EXCLUDED = KpiResult(None, None, 0.0, 0.0)  # too few events in the window to co
 
 NO_SCORE: tuple[float | None, int] = (None, 0)  # a touchpoint never evaluated
 NO_EVENTS = (0.0, 0.0, 0.0)  # the accumulator of a KPI without events in the window
+_ACTIVE = frozenset(("pending", "firing"))  # beyond normal and no_data: never quiet
 
 
 def _steady(current: AlertState | None, rule: AlertRule, score: float | None, sample: int) -> bool:
@@ -60,6 +61,9 @@ class UnitRolling:
     service_counts: dict[int, float] = field(default_factory=dict)
     # the services with a machine beyond no_data (None: to be recomputed)
     active: set[int] | None = None
+    # per service: its touchpoints whose entry in `touchpoints` has a score or a sample
+    # (the others add nothing to the service's score; a service has up to 16)
+    scoring: dict[int, set[int]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.pending = {i for i, m in self.machines.items() if m.state == "pending"}
@@ -139,6 +143,10 @@ class AlertEvaluator:
             for svc in plan.services
         ]
         self._touchpoint_plan = [(tp.rule, tp.service) for tp in plan.touchpoints]
+        self._touchpoint_weight = [tp.weight for tp in plan.touchpoints]
+        self._kpi_sample_floor = [tp.rule.min_kpi_sample for tp in plan.touchpoints]
+        # a service's touchpoints are summed in index order: that must be plan order
+        assert all(list(svc.touchpoints) == sorted(svc.touchpoints) for svc in plan.services)
         # per service, for `_quiet`: (touchpoint index, its min_sample) of each touchpoint;
         # fewer events than `_quiet_below` in a service make it quiet whatever their spread
         self._quiet_plan = [
@@ -261,18 +269,34 @@ class AlertEvaluator:
         rolling.stale -= services
         sums = rolling.sums
         scored = rolling.touchpoints
+        scoring = rolling.scoring
         score_of = self._touchpoint_score
+        counts, floors = rolling.counts or {}, self._kpi_sample_floor
         for t in touched:
-            scored[t] = score_of(t, sums, bases)
+            # fewer events in all its KPIs together than one KPI needs: none is counted
+            if counts.get(t, 0.0) < floors[t]:
+                result = scored[t] = NO_SCORE
+            else:
+                result = scored[t] = score_of(t, sums, bases)
+            members = scoring.get(touchpoint_service[t])
+            if members is None:
+                members = scoring[touchpoint_service[t]] = set()
+            if result == NO_SCORE:
+                members.discard(t)
+            else:
+                members.add(t)
         out: list[dict[str, Any]] = []
         machines = rolling.machines
+        weights = self._touchpoint_weight
         for s in sorted(services) if len(services) > 1 else services:
-            rule, service, parts = self._service_plan[s]
+            rule, service, _ = self._service_plan[s]
             present = acc = 0.0
             sample = 0
-            for t, weight in parts:
-                tp_score, tp_sample = scored.get(t, NO_SCORE)
+            # in plan order, as weighted_mean adds them (the same float sums)
+            for t in sorted(scoring.get(s, ())):
+                tp_score, tp_sample = scored[t]
                 if tp_score is not None:
+                    weight = weights[t]
                     present += weight
                     acc += weight * tp_score
                 sample += tp_sample
@@ -352,7 +376,7 @@ class AlertEvaluator:
     ) -> list[dict[str, Any]]:
         current = rolling.machines.get(index, NORMAL)
         state, transitions = step(rule, current, score, sample, now)
-        if state.state != current.state:
+        if state.state != current.state and _ACTIVE.intersection((state.state, current.state)):
             rolling.active = None  # recomputed by the next quiet check
         if state == NORMAL:
             rolling.machines.pop(index, None)

@@ -111,6 +111,16 @@ class UnitState:
     next_chunk: int = 0
     slices: dict[int, Window] = field(default_factory=dict)  # rolling slices by start
     slices_unsaved: bool = False  # a slice changed since the last flush
+    # The windows the unit's last event went to (most events of a unit fall in the same
+    # day, and often the same slice, as its previous one): [day start, day end) with its
+    # day and month windows, and the slice's start and window.
+    day_from: int = 0
+    day_to: int = 0
+    day_window: Window = field(default_factory=Window)  # placeholders until then
+    month_window: Window = field(default_factory=Window)
+    slice_from: int = -1
+    slice_window: Window = field(default_factory=Window)
+    oldest_slice: int = -1  # no slice it holds starts before this (-1: it never held one)
     calendar: set[WindowKey] = field(default_factory=set)  # its day and month windows
     rolling: UnitRolling | None = None  # alert evaluation state
 
@@ -261,31 +271,23 @@ class PartitionState:
                 seen_from[2] = 0
 
     def _fold(self, unit: str, state: UnitState, entry: Entry) -> None:
-        # the hot loop of the fold: once per scored event, into 2 or 3 windows
+        # the hot loop of the fold: once per scored event, into 3 windows
+        if entry.type == "subscriber_base":
+            self._fold_base(unit, state, entry)
+            return
         event_time = entry.event_time
-        day, month = self.calendar.starts(event_time)
-        is_base = entry.type == "subscriber_base"
-        payload = entry.payload
-        keys: tuple[WindowKey, ...]
-        if is_base:
-            keys = ((unit, "day", day), (unit, "month", month))
-            contributions: list[list[Any]] = []
-        else:
-            slice_start = event_time - event_time % self.config.rolling_slice_ms
-            keys = ((unit, "day", day), (unit, "month", month), (unit, "slice", slice_start))
-            contributions = payload
-            if payload and type(payload[0]) in (int, float):  # an envelope of the flat format
-                contributions = [payload[i : i + 3] for i in range(0, len(payload), 3)]
+        if not state.day_from <= event_time < state.day_to:
+            self._find_calendar(unit, state, event_time)
+        slice_ms = self.config.rolling_slice_ms
+        slice_from = event_time - event_time % slice_ms
+        if slice_from != state.slice_from:
+            self._find_slice(unit, state, slice_from)
+        contributions = entry.payload
+        if contributions and type(contributions[0]) in (int, float):  # the earlier flat format
+            contributions = [contributions[i : i + 3] for i in range(0, len(contributions), 3)]
         source, offset, ingest_ms = entry.source, entry.offset, entry.ingest_ms
-        windows = self.windows
-        for key in keys:
-            window = windows.get(key)
-            if window is None:
-                window = windows[key] = Window()
-                if key[1] == "slice":
-                    state.slices[key[2]] = window
-                else:
-                    state.calendar.add(key)
+        windows = (state.day_window, state.month_window, state.slice_window)
+        for window in windows:
             guard = window.guard
             if offset <= guard.get(source, -1):
                 continue  # already in this window: a flush was cut after writing it
@@ -293,14 +295,12 @@ class PartitionState:
             window.changed = window.unsaved = True
             if ingest_ms > window.newest_ingest_ms:
                 window.newest_ingest_ms = ingest_ms
-            if is_base:
-                continue
-            if key[1] == "slice":
+            if window is windows[2]:
                 rolling = state.rolling
                 # only a slice the rolling window already holds (a late event) or the unit's
                 # first slice has anything to do there
-                if rolling is None or key[2] < rolling.boundary:
-                    self._into_rolling(state, key[2], contributions)
+                if rolling is None or slice_from < rolling.boundary:
+                    self._into_rolling(state, slice_from, contributions)
             accumulators = window.accumulators
             for index, a, b in contributions:
                 acc = accumulators.get(index)
@@ -310,7 +310,43 @@ class PartitionState:
                     acc[0] += 1.0
                     acc[1] += a
                     acc[2] += b
-        if is_base and offset > state.base_guard.get(source, -1):
+
+    def _window(self, state: UnitState, key: WindowKey) -> Window:
+        window = self.windows.get(key)
+        if window is None:
+            window = self.windows[key] = Window()
+            if key[1] == "slice":
+                state.slices[key[2]] = window
+                if not 0 <= state.oldest_slice <= key[2]:
+                    state.oldest_slice = key[2]
+            else:
+                state.calendar.add(key)
+        return window
+
+    def _find_calendar(self, unit: str, state: UnitState, event_time: int) -> None:
+        day, month = self.calendar.starts(event_time)
+        state.day_from, state.day_to = day, self.calendar.window_end("day", day)
+        state.day_window = self._window(state, (unit, "day", day))
+        state.month_window = self._window(state, (unit, "month", month))
+
+    def _find_slice(self, unit: str, state: UnitState, slice_from: int) -> None:
+        state.slice_from = slice_from
+        state.slice_window = self._window(state, (unit, "slice", slice_from))
+
+    def _fold_base(self, unit: str, state: UnitState, entry: Entry) -> None:
+        """A subscriber_base snapshot: no KPI contribution, but the rate KPIs of its day
+        and month windows, and of every later window, change."""
+        day, month = self.calendar.starts(entry.event_time)
+        source, offset = entry.source, entry.offset
+        for key in ((unit, "day", day), (unit, "month", month)):
+            window = self._window(state, key)
+            if offset <= window.guard.get(source, -1):
+                continue
+            window.guard[source] = offset
+            window.changed = window.unsaved = True
+            if entry.ingest_ms > window.newest_ingest_ms:
+                window.newest_ingest_ms = entry.ingest_ms
+        if offset > state.base_guard.get(source, -1):
             state.base_guard[source] = offset
             state.bases.add(unit, entry.service, entry.event_time, int(entry.payload))
             state.bases_unsaved = True
@@ -410,6 +446,7 @@ class PartitionState:
                     if self.is_closed(successor):
                         del self.windows[key]
                         state.calendar.discard(key)
+                        state.day_to = 0  # its windows are looked up again
                         removed.append(key)
                         if window.persisted:
                             self.deleted.add(window_table_key(self.partition, key))
@@ -439,15 +476,25 @@ class PartitionState:
         if watermark is None:
             return
         for unit, state in self.units.items():
-            if not state.slices:
+            slices = state.slices
+            if not slices:
                 continue
             end = state.rolling.boundary if state.rolling is not None else watermark
             oldest = min(end, watermark) - span
-            for start in [s for s in state.slices if s + slice_ms <= oldest]:
-                window = state.slices.pop(start)
-                del self.windows[(unit, "slice", start)]
-                if window.persisted:
-                    self.deleted.add(window_table_key(self.partition, (unit, "slice", start)))
+            # slice by slice from the oldest it may hold: each start is passed once
+            start = state.oldest_slice
+            while start + slice_ms <= oldest:
+                window = slices.pop(start, None)
+                if window is not None:
+                    del self.windows[(unit, "slice", start)]
+                    if window.persisted:
+                        self.deleted.add(window_table_key(self.partition, (unit, "slice", start)))
+                    if start == state.slice_from:
+                        state.slice_from = -1
+                    if not slices:
+                        break
+                start += slice_ms
+            state.oldest_slice = start if slices else -1  # -1: the next slice opened sets it
 
     # -- persistence ------------------------------------------------------------------
 
@@ -582,6 +629,8 @@ class PartitionState:
             else:
                 unit_state.calendar.add((unit, kind, start))
         for unit_state in state.units.values():  # the rolling sums come back from the slices
+            if unit_state.slices:
+                unit_state.oldest_slice = min(unit_state.slices)
             rolling = unit_state.rolling
             if rolling is not None:
                 span_start = rolling.boundary - config.rolling_span_ms
