@@ -392,8 +392,9 @@ CONTENT = ("score", "class", "coverage", "value", "numerator", "denominator")
 class Outputs:
     latest: dict[Key, dict[str, Any]] = field(default_factory=dict)
     history: int = 0
-    # the publication time of the last change of values, over all keys
+    # the publication time of the last change of values, over all keys and per level
     settled_ms: int = 0
+    settled_by_level_ms: dict[str, int] = field(default_factory=dict)
     delays_ms: list[int] = field(default_factory=list)
 
 
@@ -424,6 +425,9 @@ def read_outputs(deployment: Deployment, delay_window_ms: tuple[int, int] | None
     for name in ("cemi.scores", "cemi.kpi"):
         asyncio.run(read(deployment.settings.topic(name)))
     out.settled_ms = max((ms for _, ms in settled_at.values()), default=0)
+    for key, (_, ms) in settled_at.items():
+        level = str(out.latest[key].get("level"))
+        out.settled_by_level_ms[level] = max(out.settled_by_level_ms.get(level, 0), ms)
     return out
 
 
@@ -754,6 +758,13 @@ def run_scorer(
         _count_by(deployment.bootstrap, f"{deployment.name}-state-changelog", kind=changelog_kind)
     )
     by_kind = ", ".join(f"{k} {n:,}" for k, n in kinds.most_common())
+    settled = {
+        level: f"{ms / 1000 - t0 - run.folded_s:+.1f}"
+        for level, ms in sorted(outputs.settled_by_level_ms.items(), key=lambda item: item[1])
+    }
+    run.verdict += "; last change after the fold, s: " + ", ".join(
+        f"{level} {delta}" for level, delta in settled.items()
+    )
     run.verdict += (
         f"; {outputs.history:,} score records published "
         f"({outputs.history / run.published_s:,.0f}/s), emit timer overran {overlaps}x; "
