@@ -751,7 +751,7 @@ def run_scorer(
     if batch is not None:
         run.verdict = compare(outputs.latest, batch)
     overlaps = sum(
-        w.log_path.read_text(errors="replace").count("emit is overlapping")
+        w.log_path.read_text(errors="replace").count("is overlapping")
         for w in deployment.workers
     )
     kinds = asyncio.run(
@@ -767,7 +767,7 @@ def run_scorer(
     )
     run.verdict += (
         f"; {outputs.history:,} score records published "
-        f"({outputs.history / run.published_s:,.0f}/s), emit timer overran {overlaps}x; "
+        f"({outputs.history / run.published_s:,.0f}/s), timers overran {overlaps}x; "
         f"{sum(kinds.values()):,} state-changelog messages ({by_kind}); max RSS "
         + ", ".join(
             f"{sum(parts) / 1024:,.0f} MiB ("

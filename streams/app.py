@@ -314,9 +314,18 @@ def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | N
                     done.ack()
 
     emit_interval_s = settings.emit_interval_ms / 1000
-    pace = EmitPace(emit_interval_s)
+    # ticks finer than the interval: the end of a catch-up is published within a tick
+    emit_tick_s = emit_interval_s / 4
+    pace = EmitPace(emit_interval_s, emit_tick_s)
 
-    @app.timer(emit_interval_s)
+    @app.task
+    async def emit_ticks() -> None:
+        # A task rather than a timer: a catch-up's publications outlast a tick, which a
+        # timer logs as an overlap every time.
+        while not app.should_stop:
+            await asyncio.sleep(emit_tick_s)
+            await emit()
+
     async def emit() -> None:
         started = time.monotonic()
         # A stopping worker publishes nothing more: it has left (or is leaving) the group,

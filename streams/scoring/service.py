@@ -76,26 +76,33 @@ def _replaying(runtime: PartitionRuntime, now_ms: int) -> bool:
 
 
 class EmitPace:
-    """When the emit timer publishes. Coalescing under load: while a backlog is folded,
-    publication may take at most a quarter of the time, so a catch-up spends its CPU on
-    folding and publishes less often (never less correctly: each publication reflects
-    everything folded so far). A live stream or an idle fold publishes at every interval,
-    and a publication postponed by the catch-up goes out as soon as the catch-up ends:
-    waiting would only delay the scores."""
+    """When the emit timer publishes. The timer ticks a few times per interval; a live
+    stream or an idle fold publishes once per interval. Coalescing under load: while a
+    backlog is folded, publication may take at most a fifth of the time, so a catch-up
+    spends its CPU on folding and publishes less often (never less correctly: each
+    publication reflects everything folded so far). A publication the catch-up postponed
+    goes out at the first tick after the catch-up ends: waiting would only delay the
+    scores."""
 
-    def __init__(self, interval_s: float) -> None:
+    def __init__(self, interval_s: float, tick_s: float | None = None) -> None:
         self.interval_s = interval_s
-        self.next_s = 0.0  # monotonic time before which a catch-up does not publish
+        self.tick_s = interval_s if tick_s is None else tick_s
+        self.next_s = 0.0  # monotonic time before which nothing is published
+        self.postponed = False  # a tick of the catch-up did not publish
 
     def due(self, now_s: float, catching_up: bool) -> bool:
-        return not catching_up or now_s >= self.next_s
+        if now_s >= self.next_s or (self.postponed and not catching_up):
+            return True
+        if catching_up:
+            self.postponed = True
+        return False
 
     def published(self, started_s: float, ended_s: float, catching_up: bool) -> None:
-        took = ended_s - started_s
+        spacing = self.interval_s
         if catching_up:
-            self.next_s = started_s + max(self.interval_s, 4 * took) - self.interval_s / 2
-        else:
-            self.next_s = 0.0
+            spacing = max(spacing, 4 * (ended_s - started_s))
+        self.next_s = started_s + spacing - self.tick_s / 2
+        self.postponed = False
 
 
 class ScoringService:

@@ -254,3 +254,21 @@ def test_a_live_stream_publishes_at_every_interval() -> None:
     pace.published(100.0, 100.8, catching_up=False)
     assert pace.due(101.0, catching_up=False)
     assert pace.due(101.0, catching_up=True)
+
+
+def test_a_tick_finer_than_the_interval_publishes_a_live_stream_once_per_interval() -> None:
+    pace = EmitPace(1.0, tick_s=0.25)
+    assert pace.due(100.0, catching_up=False)
+    pace.published(100.0, 100.1, catching_up=False)
+    assert not pace.due(100.25, catching_up=False)
+    assert not pace.due(100.5, catching_up=False)
+    assert pace.due(100.875, catching_up=False)
+
+
+def test_a_tick_finer_than_the_interval_ends_a_postponement_at_the_next_tick() -> None:
+    pace = EmitPace(1.0, tick_s=0.25)
+    pace.published(100.0, 104.0, catching_up=True)  # next one 16 s later
+    assert not pace.due(104.25, catching_up=True)
+    assert pace.due(104.5, catching_up=False)  # the catch-up ended a tick ago
+    pace.published(104.5, 104.7, catching_up=False)
+    assert not pace.due(104.75, catching_up=False)  # nothing postponed any more
