@@ -751,8 +751,7 @@ def run_scorer(
     if batch is not None:
         run.verdict = compare(outputs.latest, batch)
     overlaps = sum(
-        w.log_path.read_text(errors="replace").count("is overlapping")
-        for w in deployment.workers
+        w.log_path.read_text(errors="replace").count("is overlapping") for w in deployment.workers
     )
     kinds = asyncio.run(
         _count_by(deployment.bootstrap, f"{deployment.name}-state-changelog", kind=changelog_kind)

@@ -92,9 +92,9 @@ class AvroOutputs:
         key = summary_key(summary["window"], summary["start"], summary["unit"]).encode()
         return self.topics.unit_scores, encode_summary(summary), key, 0
 
-    def progress_message(self, partition: int, watermark_ms: int) -> Message:
-        value = encode_summary({"progress": partition, "watermark": watermark_ms})
-        return self.topics.unit_scores, value, progress_key(partition).encode(), 0
+    def progress_message(self, watermarks_ms: dict[int, int]) -> Message:
+        value = encode_summary({"progress": {str(p): w for p, w in watermarks_ms.items()}})
+        return self.topics.unit_scores, value, progress_key(watermarks_ms).encode(), 0
 
     def tick_message(self, partition: int) -> Message:
         return self.topics.envelopes, TICK, None, partition

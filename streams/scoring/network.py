@@ -8,7 +8,11 @@ During a catch-up the partitions are at different event times, and a unit's summ
 not have arrived yet, so the units seen in a window say nothing about its completeness.
 Each partition therefore also sends its watermark (a progress message, after its summaries
 on the same single-partition topic, so in order): a network window is final once every
-envelope partition that has units passed its end plus the allowed lateness. A window goes
+envelope partition that has units passed its end plus the allowed lateness. A worker sends
+the watermarks of all its partitions in one progress message per emit, after all their
+summaries: the network level, which publishes as soon as summaries arrive, never sees the
+progress of one partition of an emit without the others (it would take a window final
+before the others' last summaries of it arrived). A window goes
 once it and its successor are final and published. (A partition with no unit yet reports
 nothing; if its first unit then brings data of a window already gone, that data is not in
 the network level: the ingest's merge makes that a unit silent for longer than the window.)
@@ -16,6 +20,7 @@ the network level: the ingest's merge makes that a unit silent for longer than t
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,11 +56,15 @@ class NetworkState:
         """Fold in a unit's summary or a partition's progress; False when it changes
         nothing (a summary of a window already gone, an older watermark)."""
         if "progress" in message:
-            partition, watermark = message["progress"], message["watermark"]
-            if watermark <= self.progress.get(partition, -1):
-                return False
-            self.progress[partition] = watermark
-            return True
+            watermarks = message["progress"]
+            if not isinstance(watermarks, dict):  # one partition's (before session 7)
+                watermarks = {watermarks: message["watermark"]}
+            changed = False
+            for partition, watermark in watermarks.items():
+                if watermark > self.progress.get(int(partition), -1):
+                    self.progress[int(partition)] = watermark
+                    changed = True
+            return changed
         kind, start, unit = message["window"], message["start"], message["unit"]
         if start <= self.expired_through.get(kind, -1):
             return False
@@ -144,8 +153,10 @@ def _kind(kind: str) -> WindowKind:
     return "day" if kind == "day" else "month"
 
 
-def progress_key(partition: int) -> str:
-    return f"progress|{partition}"
+def progress_key(partitions: Iterable[int]) -> str:
+    """Where a progress message is kept: watermarks only grow, so whichever message of a
+    partition is kept, folding them all gives each partition's newest."""
+    return f"progress|{min(partitions, default=0)}"
 
 
 def summary_key(kind: str, start: int, unit: str) -> str:

@@ -41,7 +41,7 @@ class Outputs(Protocol):
 
     def summary_message(self, summary: dict[str, Any]) -> Message: ...
 
-    def progress_message(self, partition: int, watermark_ms: int) -> Message: ...
+    def progress_message(self, watermarks_ms: dict[int, int]) -> Message: ...
 
     def alert_message(self, alert: dict[str, Any]) -> Message: ...
 
@@ -227,6 +227,7 @@ class ScoringService:
         now = time.monotonic()
         now_ms = int(time.time() * 1000)
         messages: list[Message] = []
+        progress: dict[int, int] = {}  # partitions whose watermark moved
         lateness = self.config.allowed_lateness_ms
         for partition, runtime in self.partitions.items():
             state = runtime.state
@@ -253,9 +254,7 @@ class ScoringService:
             messages.extend(self.outputs.summary_message(s) for s in publication.summaries)
             self.published_records += len(publication.records)
             if state.watermark_ms is not None and state.watermark_ms != runtime.progress_sent:
-                # after this partition's summaries: the network level may close a window
-                # once every partition's watermark passed it
-                messages.append(self.outputs.progress_message(partition, state.watermark_ms))
+                progress[partition] = state.watermark_ms
                 runtime.progress_sent = state.watermark_ms
             watermark = state.watermark_ms or 0
             messages.extend(self.outputs.late_message(e, watermark, lateness) for e in state.late)
@@ -270,6 +269,10 @@ class ScoringService:
             ):
                 messages.append(self.outputs.tick_message(partition))
                 runtime.tick_sent = True
+        if progress:
+            # after every partition's summaries, in one message: the network level may
+            # close a window once every partition's watermark passed it
+            messages.append(self.outputs.progress_message(progress))
         return messages
 
     def acknowledge(

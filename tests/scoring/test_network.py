@@ -27,7 +27,8 @@ def summary(unit: str, start: int, score: float, final: bool) -> dict[str, Any]:
 
 
 def progress(partition: int, watermark: int) -> dict[str, Any]:
-    return {"progress": partition, "watermark": watermark}
+    """A worker's progress message for one partition (JSON object keys are strings)."""
+    return {"progress": {str(partition): watermark}}
 
 
 def test_a_window_is_final_only_when_every_reporting_partition_passed_it(
@@ -65,3 +66,39 @@ def test_final_windows_go_once_their_successor_is_final_and_late_summaries_are_i
     assert network.expire() == [f"day|{day}|A"]
     assert network.add(summary("B", day, 1.0, final=True)) is False
     assert ("day", day) not in network.windows
+
+
+def test_one_progress_message_carries_every_partition_of_an_emit(
+    small_plan: ScoringPlan,
+) -> None:
+    """A worker's emit sends its partitions' summaries, then all their watermarks at once:
+    the network level, publishing as summaries arrive, never takes a window final on the
+    first partition's watermark while the second's last summary of it is still to come."""
+    from streams.outputs import AvroOutputs
+    from streams.scoring.network import decode_summary
+    from streams.settings import Settings
+    from streams.topics import Topics
+    from streams.wire.schemas import SchemaStore
+
+    network = NetworkState(small_plan, LATENESS)
+    day = local_ms("2026-11-05 00:00")
+    closed = day + DAY + LATENESS
+    outputs = AvroOutputs(Topics(Settings()), SchemaStore())
+    _, value, key, partition = outputs.progress_message({0: closed, 1: day})
+    assert partition == 0 and key == b"progress|0" and value is not None
+    network.add(summary("A", day, 4.0, final=True))
+    assert network.add(decode_summary(value))
+    (record,), _ = network.publish(0)
+    assert record["final"] is False  # partition 1 is still inside the day
+    network.add(summary("B", day, 2.0, final=True))
+    network.add(decode_summary(outputs.progress_message({0: closed, 1: closed})[1]))
+    (record,), _ = network.publish(0)
+    assert record["final"] is True and record["score"] == 3.0
+
+
+def test_progress_messages_of_one_partition_each_are_still_read(small_plan: ScoringPlan) -> None:
+    """Before session 7 a progress message carried one partition's watermark."""
+    network = NetworkState(small_plan, LATENESS)
+    assert network.add({"progress": 3, "watermark": 1_000})
+    assert not network.add({"progress": 3, "watermark": 900})  # watermarks never go back
+    assert network.progress == {3: 1_000}

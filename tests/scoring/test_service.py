@@ -29,8 +29,8 @@ class RecordingOutputs:
     def summary_message(self, summary: dict[str, Any]) -> Any:
         return ("summary", summary, None, None)
 
-    def progress_message(self, partition: int, watermark_ms: int) -> Any:
-        return ("progress", (partition, watermark_ms), None, None)
+    def progress_message(self, watermarks_ms: dict[int, int]) -> Any:
+        return ("progress", watermarks_ms, None, None)
 
     def alert_message(self, alert: dict[str, Any]) -> Any:
         return ("alert", alert, None, None)
@@ -272,3 +272,23 @@ def test_a_tick_finer_than_the_interval_ends_a_postponement_at_the_next_tick() -
     assert pace.due(104.5, catching_up=False)  # the catch-up ended a tick ago
     pace.published(104.5, 104.7, catching_up=False)
     assert not pace.due(104.75, catching_up=False)  # nothing postponed any more
+
+
+def test_an_emit_sends_all_its_partitions_watermarks_in_one_message_after_their_summaries(
+    small_plan: ScoringPlan,
+) -> None:
+    service = service_for(small_plan)
+    install = {"kind": "install", "status": "completed", "on_time": True, "delay_hours": 1.0}
+    for partition in (0, 1):
+        e = validate_event(event("install", "2026-11-05 10:00", unit=f"U{partition}", **install))
+        value = encode_envelope([entry_for(e, small_plan.contributions(e), "in", partition, 0, 1)])
+        service.on_envelope(partition, value, Envelope(), list, lambda k, v: None, offset=0)
+    messages = service.emit()
+    kinds = [m[0] for m in messages]
+    assert kinds.count("summary") == 4  # a day and a month window per unit
+    assert kinds.count("progress") == 1
+    (progress,) = [m[1] for m in messages if m[0] == "progress"]
+    assert set(progress) == {0, 1}
+    assert kinds.index("progress") > max(i for i, k in enumerate(kinds) if k == "summary")
+    watermarks = [m[1] for m in service.emit() if m[0] == "progress"]
+    assert watermarks == []  # no watermark moved since
