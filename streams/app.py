@@ -108,6 +108,10 @@ class Runtime:
     views: dict[tuple[str, int], NetworkView]
     producer: AIOKafkaProducer | None = None
     sender: BatchSender | None = None
+    # The state changelog's own producer: a flush (which the fold waits for) must not
+    # queue behind an emit's tens of thousands of output records (it did, for seconds).
+    state_producer: AIOKafkaProducer | None = None
+    state_sender: BatchSender | None = None
     ingest: Ingest | IngestProcess | None = None
     network: NetworkState | None = None
     loglevel: str = "warning"  # the worker's, for the ingest child (set by run_worker)
@@ -307,9 +311,9 @@ def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | N
             if flushed:
                 # Acknowledge only once the changelog has the flush: Faust commits acked
                 # offsets, and a commit must never get ahead of the state it stands for.
-                while runtime.sender is None:  # the worker is starting
+                while runtime.state_sender is None:  # the worker is starting
                     await asyncio.sleep(0.1)
-                await state.persist(runtime.sender)
+                await state.persist(runtime.state_sender)
                 for done in flushed:
                     done.ack()
 
@@ -383,10 +387,14 @@ def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | N
     @app.service
     class IngestService(Service):  # type: ignore[misc]
         async def on_start(self) -> None:
+            state_producer = batch_producer(settings, bootstrap)
+            await state_producer.start()
+            runtime.state_producer = state_producer
+            runtime.state_sender = BatchSender(state_producer)
             producer = batch_producer(settings, bootstrap)
             await producer.start()
-            # published only once started: the emit timer, acks and routes test for it (an
-            # emit during the start crashed the worker once: no sender yet)
+            # published only once started (both senders): the emit timer, acks and routes
+            # test for it (an emit during the start crashed the worker once: no sender yet)
             runtime.sender = BatchSender(producer)
             runtime.producer = producer
             runtime.ingest = (
@@ -399,8 +407,9 @@ def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | N
             if runtime.ingest is not None:
                 runtime.ingest.stop()
                 await runtime.ingest.stopped()
-            if runtime.producer is not None:
-                await runtime.producer.stop()
+            for producer in (runtime.producer, runtime.state_producer):
+                if producer is not None:
+                    await producer.stop()
 
         @Service.task
         async def _consume(self) -> None:
