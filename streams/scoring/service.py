@@ -78,7 +78,7 @@ def _replaying(runtime: PartitionRuntime, now_ms: int) -> bool:
 class EmitPace:
     """When the emit timer publishes. The timer ticks a few times per interval; a live
     stream or an idle fold publishes once per interval. Coalescing under load: while a
-    backlog is folded, publication may take at most a fifth of the time, so a catch-up
+    backlog is folded, publication may take at most a quarter of the time, so a catch-up
     spends its CPU on folding and publishes less often (never less correctly: each
     publication reflects everything folded so far). A publication the catch-up postponed
     goes out at the first tick after the catch-up ends: waiting would only delay the
