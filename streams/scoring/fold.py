@@ -482,7 +482,7 @@ class PartitionState:
             end = state.rolling.boundary if state.rolling is not None else watermark
             oldest = min(end, watermark) - span
             # slice by slice from the oldest it may hold: each start is passed once
-            start = state.oldest_slice
+            start = state.oldest_slice if state.oldest_slice >= 0 else min(slices)
             while start + slice_ms <= oldest:
                 window = slices.pop(start, None)
                 if window is not None:
