@@ -350,6 +350,11 @@ class Deployment:
                 total[key] += int(stats.get(key, 0))
             total["dead_lettered"] += sum(stats.get("dead_lettered", {}).values())
         total["folded"] = total["scored"] + total["duplicates"] + total["late"]
+        with (self.dir / "progress.tsv").open("a") as trace:  # the run's timeline, for --keep
+            trace.write(
+                f"{time.time():.2f}\t{total['consumed']}\t{total['folded']}\t"
+                f"{total['published_records']}\n"
+            )
         return dict(total)
 
     def check_alive(self) -> None:

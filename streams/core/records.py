@@ -6,7 +6,7 @@ same fields computed the same way.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Final
 
 from streams.core.classes import classify
@@ -140,15 +140,24 @@ MeanKey = tuple[str, str | None, str | None, str | None]  # level, service, touc
 
 def network_means(rows: Iterable[Record]) -> dict[MeanKey, float]:
     """Unweighted mean across units of every present score, per level and key."""
+    return means_of((r["level"], r["service"], r["touchpoint"], r["kpi"], r["score"]) for r in rows)
+
+
+def means_of(
+    rows: Iterable[Sequence[Any]],
+) -> dict[MeanKey, float]:
+    """`network_means` of rows given as (level, service, touchpoint, kpi, score): the form
+    units' summaries carry them in to the network level."""
     sums: dict[MeanKey, list[float]] = {}
-    for row in rows:
-        if row["level"] in ("unit", "network") or row["score"] is None:
+    for level, service, touchpoint, kpi, score in rows:
+        if score is None or level == "unit" or level == "network":
             continue
-        acc = sums.setdefault(
-            (row["level"], row["service"], row["touchpoint"], row["kpi"]), [0.0, 0.0]
-        )
-        acc[0] += row["score"]
-        acc[1] += 1
+        acc = sums.get((level, service, touchpoint, kpi))
+        if acc is None:
+            sums[(level, service, touchpoint, kpi)] = [score, 1.0]
+        else:
+            acc[0] += score
+            acc[1] += 1.0
     return {key: total / count for key, (total, count) in sums.items()}
 
 

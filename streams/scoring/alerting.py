@@ -272,12 +272,17 @@ class AlertEvaluator:
         scoring = rolling.scoring
         score_of = self._touchpoint_score
         counts, floors = rolling.counts or {}, self._kpi_sample_floor
+        # A touchpoint whose (score, sample) is what its machine was last stepped with
+        # needs no step (a step is idempotent but for pending, which is stepped anyway),
+        # and adds nothing new to its service's score.
+        moved: list[int] = []
         for t in touched:
             # fewer events in all its KPIs together than one KPI needs: none is counted
-            if counts.get(t, 0.0) < floors[t]:
-                result = scored[t] = NO_SCORE
-            else:
-                result = scored[t] = score_of(t, sums, bases)
+            result = NO_SCORE if counts.get(t, 0.0) < floors[t] else score_of(t, sums, bases)
+            if scored.get(t) == result:
+                continue
+            scored[t] = result
+            moved.append(t)
             members = scoring.get(touchpoint_service[t])
             if members is None:
                 members = scoring[touchpoint_service[t]] = set()
@@ -285,6 +290,15 @@ class AlertEvaluator:
                 members.discard(t)
             else:
                 members.add(t)
+        if pending:
+            moved.extend(i for i in pending if i >= 0 and i not in moved)  # all touched
+        if not moved and not pending:
+            return []
+        # the services of moved touchpoints, and those with a pending machine (a service
+        # is stepped before its touchpoints: their records say whether it fires)
+        services = {touchpoint_service[t] for t in moved}
+        if pending:
+            services |= {-1 - i for i in pending if i < 0}
         out: list[dict[str, Any]] = []
         machines = rolling.machines
         weights = self._touchpoint_weight
@@ -307,7 +321,7 @@ class AlertEvaluator:
             machine = machines.get(-1 - s)
             inhibitions[(unit, service)] = machine is not None and machine.state == "firing"
         touchpoint_plan = self._touchpoint_plan
-        for t in sorted(touched) if len(touched) > 1 else touched:
+        for t in sorted(moved) if len(moved) > 1 else moved:
             score, sample = scored[t]
             rule, service = touchpoint_plan[t]
             if _steady(machines.get(t), rule, score, sample):

@@ -24,8 +24,9 @@ rebalance or a crashed worker silences it for longer than the idle time, and the
 sources' event time must not run ahead of its unread records. An event older than the
 watermark minus the allowed lateness is late.
 
-Window kinds: `day` and `month` (local calendar, published) and `slice` (UTC-aligned slices of
-the rolling window, for alerts and live panels).
+Windows: `day` and `month` (local calendar, published), kept in `windows`; and per unit the
+UTC-aligned slices of the rolling window, for alerts and live panels (plain accumulators: a
+catch-up opens one a minute per unit, most holding an event or two).
 """
 
 from __future__ import annotations
@@ -109,17 +110,22 @@ class UnitState:
     fresh: list[tuple[str, str, int, int]] = field(default_factory=list)  # id, src, off, time
     chunks: dict[int, tuple[int, list[str]]] = field(default_factory=dict)  # newest time, ids
     next_chunk: int = 0
-    slices: dict[int, Window] = field(default_factory=dict)  # rolling slices by start
+    slices: dict[int, Accumulators] = field(default_factory=dict)  # rolling slices by start
     slices_unsaved: bool = False  # a slice changed since the last flush
+    # Slices loaded from the table, by start: the offsets their value held (an entry at or
+    # below them is in the slice already, when a flush was cut after the slices value).
+    # Slices opened since hold only entries the unit's guard let through.
+    slice_guards: dict[int, dict[str, int]] = field(default_factory=dict)
+    own_keys: set[int] = field(default_factory=set)  # slices kept under keys of their own
     # The windows the unit's last event went to (most events of a unit fall in the same
     # day, and often the same slice, as its previous one): [day start, day end) with its
-    # day and month windows, and the slice's start and window.
+    # day and month windows, and the slice's start and accumulators.
     day_from: int = 0
     day_to: int = 0
     day_window: Window = field(default_factory=Window)  # placeholders until then
     month_window: Window = field(default_factory=Window)
     slice_from: int = -1
-    slice_window: Window = field(default_factory=Window)
+    slice_accumulators: Accumulators = field(default_factory=dict)
     oldest_slice: int = -1  # no slice it holds starts before this (-1: it never held one)
     calendar: set[WindowKey] = field(default_factory=set)  # its day and month windows
     rolling: UnitRolling | None = None  # alert evaluation state
@@ -286,8 +292,7 @@ class PartitionState:
         if contributions and type(contributions[0]) in (int, float):  # the earlier flat format
             contributions = [contributions[i : i + 3] for i in range(0, len(contributions), 3)]
         source, offset, ingest_ms = entry.source, entry.offset, entry.ingest_ms
-        windows = (state.day_window, state.month_window, state.slice_window)
-        for window in windows:
+        for window in (state.day_window, state.month_window):
             guard = window.guard
             if offset <= guard.get(source, -1):
                 continue  # already in this window: a flush was cut after writing it
@@ -295,12 +300,6 @@ class PartitionState:
             window.changed = window.unsaved = True
             if ingest_ms > window.newest_ingest_ms:
                 window.newest_ingest_ms = ingest_ms
-            if window is windows[2]:
-                rolling = state.rolling
-                # only a slice the rolling window already holds (a late event) or the unit's
-                # first slice has anything to do there
-                if rolling is None or slice_from < rolling.boundary:
-                    self._into_rolling(state, slice_from, contributions)
             accumulators = window.accumulators
             for index, a, b in contributions:
                 acc = accumulators.get(index)
@@ -310,17 +309,31 @@ class PartitionState:
                     acc[0] += 1.0
                     acc[1] += a
                     acc[2] += b
+        if state.slice_guards:  # after a reload
+            slice_guard = state.slice_guards.get(slice_from)
+            if slice_guard is not None and offset <= slice_guard.get(source, -1):
+                return
+        state.slices_unsaved = True
+        rolling = state.rolling
+        # only a slice the rolling window already holds (a late event) or the unit's first
+        # slice has anything to do there
+        if rolling is None or slice_from < rolling.boundary:
+            self._into_rolling(state, slice_from, contributions)
+        accumulators = state.slice_accumulators
+        for index, a, b in contributions:
+            acc = accumulators.get(index)
+            if acc is None:
+                accumulators[index] = [1.0, a, b]
+            else:
+                acc[0] += 1.0
+                acc[1] += a
+                acc[2] += b
 
     def _window(self, state: UnitState, key: WindowKey) -> Window:
         window = self.windows.get(key)
         if window is None:
             window = self.windows[key] = Window()
-            if key[1] == "slice":
-                state.slices[key[2]] = window
-                if not 0 <= state.oldest_slice <= key[2]:
-                    state.oldest_slice = key[2]
-            else:
-                state.calendar.add(key)
+            state.calendar.add(key)
         return window
 
     def _find_calendar(self, unit: str, state: UnitState, event_time: int) -> None:
@@ -331,7 +344,12 @@ class PartitionState:
 
     def _find_slice(self, unit: str, state: UnitState, slice_from: int) -> None:
         state.slice_from = slice_from
-        state.slice_window = self._window(state, (unit, "slice", slice_from))
+        accumulators = state.slices.get(slice_from)
+        if accumulators is None:
+            accumulators = state.slices[slice_from] = {}
+            if not 0 <= state.oldest_slice <= slice_from:
+                state.oldest_slice = slice_from
+        state.slice_accumulators = accumulators
 
     def _fold_base(self, unit: str, state: UnitState, entry: Entry) -> None:
         """A subscriber_base snapshot: no KPI contribution, but the rate KPIs of its day
@@ -379,10 +397,9 @@ class PartitionState:
         for unit, state in self.units.items():
             if state.rolling is None or state.rolling.boundary >= target:
                 continue
-            slices = {start: w.accumulators for start, w in state.slices.items()}
             bases = self.bases_at(unit, self.watermark_ms + 1)
             self.outbox += evaluator.advance(
-                unit, state.rolling, slices, bases, self.watermark_ms, self.inhibitions
+                unit, state.rolling, state.slices, bases, self.watermark_ms, self.inhibitions
             )
 
     def take_outbox(self) -> list[dict[str, Any]]:
@@ -484,10 +501,11 @@ class PartitionState:
             # slice by slice from the oldest it may hold: each start is passed once
             start = state.oldest_slice if state.oldest_slice >= 0 else min(slices)
             while start + slice_ms <= oldest:
-                window = slices.pop(start, None)
-                if window is not None:
-                    del self.windows[(unit, "slice", start)]
-                    if window.persisted:
+                if slices.pop(start, None) is not None:
+                    if state.slice_guards:
+                        state.slice_guards.pop(start, None)
+                    if start in state.own_keys:
+                        state.own_keys.discard(start)
                         self.deleted.add(window_table_key(self.partition, (unit, "slice", start)))
                     if start == state.slice_from:
                         state.slice_from = -1
@@ -506,9 +524,6 @@ class PartitionState:
         for key, window in self.windows.items():
             if window.unsaved:
                 window.unsaved = False
-                if key[1] == "slice":  # written with its unit's other slices, below
-                    units[key[0]].slices_unsaved = True
-                    continue
                 writes.append((window_table_key(p, key), window.dump()))
                 window.persisted = True
         for unit, state in units.items():
@@ -571,6 +586,7 @@ class PartitionState:
         chunks: list[tuple[str, bytes]] = []
         bases: list[tuple[str, bytes]] = []
         slice_sets: list[tuple[str, bytes]] = []
+        own_slices: list[tuple[str, int, Window]] = []  # slices under keys of their own
         for key, value in items:
             if not key.startswith(prefix) or value is None:
                 continue
@@ -590,6 +606,8 @@ class PartitionState:
                     state.units[unit] = UnitState(
                         guard=data["g"], next_chunk=data["c"], rolling=_load_rolling(data["r"])
                     )
+            elif parts[1] == "w" and parts[3] == "slice":
+                own_slices.append((parts[2], int(parts[4]), Window.load(value)))
             elif parts[1] == "w":
                 window_key = (parts[2], parts[3], int(parts[4]))
                 state.windows[window_key] = Window.load(value)
@@ -601,17 +619,17 @@ class PartitionState:
                 bases.append((key, value))
         # A unit's slices value is newer than any slice under a key of its own (how slices
         # were kept before session 7); such a key is still tombstoned when its slice goes.
+        for unit, start, window in own_slices:
+            unit_state = state.units.setdefault(unit, UnitState())
+            unit_state.slices[start] = window.accumulators
+            unit_state.slice_guards[start] = window.guard
+            unit_state.own_keys.add(start)
         for unit, value in slice_sets:
             data = _decoded(value)
+            unit_state = state.units.setdefault(unit, UnitState())
             for start, rows in data["s"]:
-                slice_key: WindowKey = (unit, "slice", start)
-                own_key = state.windows.get(slice_key)
-                state.windows[slice_key] = Window(
-                    accumulators={row[0]: row[1:] for row in rows},
-                    guard=dict(data["g"]),
-                    unsaved=False,
-                    persisted=own_key is not None and own_key.persisted,
-                )
+                unit_state.slices[start] = {row[0]: row[1:] for row in rows}
+                unit_state.slice_guards[start] = dict(data["g"])
         for key, value in chunks:
             _, _, unit, chunk_text = key.split("/")
             chunk = int(chunk_text)
@@ -622,21 +640,17 @@ class PartitionState:
             unit_state.chunks[chunk] = (max(r[3] for r in rows), [r[0] for r in rows])
             # a chunk written after the control value: its number must not be reused
             unit_state.next_chunk = max(unit_state.next_chunk, chunk + 1)
-        for (unit, kind, start), window in state.windows.items():
-            unit_state = state.units.setdefault(unit, UnitState())
-            if kind == "slice":
-                unit_state.slices[start] = window
-            else:
-                unit_state.calendar.add((unit, kind, start))
+        for unit, kind, start in state.windows:
+            state.units.setdefault(unit, UnitState()).calendar.add((unit, kind, start))
         for unit_state in state.units.values():  # the rolling sums come back from the slices
             if unit_state.slices:
                 unit_state.oldest_slice = min(unit_state.slices)
             rolling = unit_state.rolling
             if rolling is not None:
                 span_start = rolling.boundary - config.rolling_span_ms
-                for start, window in unit_state.slices.items():
+                for start, accumulators in unit_state.slices.items():
                     if span_start <= start < rolling.boundary:
-                        add_into(rolling.sums, window.accumulators, 1.0)
+                        add_into(rolling.sums, accumulators, 1.0)
         for key, value in bases:
             unit = key.split("/")[2]
             unit_state = state.units.setdefault(unit, UnitState())
@@ -684,8 +698,8 @@ def dump_slices(state: UnitState) -> bytes:
         {
             "g": state.guard,
             "s": [
-                [start, [[k, *v] for k, v in window.accumulators.items()]]
-                for start, window in state.slices.items()
+                [start, [[k, *v] for k, v in accumulators.items()]]
+                for start, accumulators in state.slices.items()
             ],
         }
     )

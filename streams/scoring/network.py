@@ -27,7 +27,7 @@ from typing import Any
 import orjson
 
 from streams.core.plan import ScoringPlan
-from streams.core.records import Record, RecordKey, annotate, network_means, network_row
+from streams.core.records import Record, RecordKey, annotate, means_of, network_row
 from streams.core.windows import LocalCalendar, WindowKind
 
 WindowId = tuple[str, int]  # (kind, start_ms)
@@ -118,17 +118,13 @@ class NetworkState:
                 newest_event_ingest_ms=None,
             )
             out.append(row)
-            keyed = [
-                {"level": level, "service": svc, "touchpoint": tp, "kpi": kpi, "score": score}
-                for summary in window.units.values()
-                for level, svc, tp, kpi, score in summary.get("rows", ())
-            ]
+            rows = (r for summary in window.units.values() for r in summary.get("rows", ()))
             views.append(
                 {
                     "window": kind,
                     "start": start,
                     "network": row["score"],
-                    "means": [[*k, v] for k, v in network_means(keyed).items()],
+                    "means": [[*k, v] for k, v in means_of(rows).items()],
                 }
             )
         return out, views

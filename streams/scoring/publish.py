@@ -117,7 +117,7 @@ class Publisher:
         """After a restart: the rows of the windows the state holds, as they were last
         published (same state, same scores), for metrics, the API and the change filter,
         without publishing them again."""
-        for key in sorted(k for k in state.windows if k[1] != "slice"):
+        for key in sorted(state.windows):  # day and month windows
             window = state.windows[key]
             if window.changed:  # changed since its last publication: published anew
                 continue
@@ -136,7 +136,7 @@ class Publisher:
         """Rows of the windows that changed or closed; `open_windows=False`: closing ones
         only (the others keep their changes for a later publication)."""
         out = Publication()
-        for key in sorted(k for k in state.windows if k[1] != "slice"):
+        for key in sorted(state.windows):  # day and month windows
             window = state.windows[key]
             if window.final:
                 continue

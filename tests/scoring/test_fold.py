@@ -49,6 +49,10 @@ def snapshot(state: PartitionState) -> dict[Any, Any]:
         key: {i: [round(x, 9) for x in acc] for i, acc in w.accumulators.items()}
         for key, w in state.windows.items()
     }
+    for unit, unit_state in state.units.items():
+        for start, accumulators in unit_state.slices.items():
+            rounded = {i: [round(x, 9) for x in acc] for i, acc in accumulators.items()}
+            windows[(unit, "slice", start)] = rounded
     c = state.counts
     return {"windows": windows, "counts": (c.scored, c.duplicates, c.late)}
 
@@ -238,8 +242,7 @@ def test_a_flush_cut_after_the_slices_value_replays_no_slice_entry_twice(
     recovered = PartitionState.load(0, CONFIG, table.items(), NOW)
     recovered.apply(second, NOW)  # its envelope was not acknowledged: delivered again
     assert snapshot(recovered) == snapshot(reference)
-    slices = [k for k in recovered.windows if k[1] == "slice"]
-    assert len(slices) == 6
+    assert len(recovered.units["HPG"].slices) == 6
 
 
 def test_slices_kept_under_keys_of_their_own_load_and_are_tombstoned_when_they_go(
@@ -247,15 +250,18 @@ def test_slices_kept_under_keys_of_their_own_load_and_are_tombstoned_when_they_g
 ) -> None:
     """State written before session 7 kept each slice under its own key."""
     from streams.scoring.alerting import AlertEvaluator
-    from streams.scoring.fold import window_table_key
+    from streams.scoring.fold import Window, window_table_key
 
     install = {"kind": "install", "status": "completed", "on_time": True, "delay_hours": 1.0}
     items = entries(small_plan, [event("install", "2026-11-05 10:00", **install)])
     state = PartitionState(0, CONFIG)
     state.apply(items, NOW)
     table = {k: v for k, v in state.flush() if v is not None and k != "0/s/HPG"}
-    ((key, window),) = [(k, w) for k, w in state.windows.items() if k[1] == "slice"]
-    table[window_table_key(0, key)] = window.dump()
+    ((start, accumulators),) = state.units["HPG"].slices.items()
+    key = ("HPG", "slice", start)
+    table[window_table_key(0, key)] = Window(
+        accumulators, guard=dict(state.units["HPG"].guard)
+    ).dump()
     loaded = PartitionState.load(0, CONFIG, table.items(), NOW)
     assert snapshot(loaded) == snapshot(state)
     assert loaded.watermark_ms is not None
