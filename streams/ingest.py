@@ -193,9 +193,10 @@ class Ingest:
                 if time.monotonic() >= next_report:  # progress in the log, for diagnosis
                     next_report = time.monotonic() + INGEST_REPORT_S
                     log.info(
-                        "ingest: consumed %d, %d batches in flight, waiting on %d of %d "
+                        "ingest: consumed %d in %d batches, %d in flight, waiting on %d of %d "
                         "partitions, %d buffered, %d paused",
                         self.stats.consumed,
+                        self.stats.batches,
                         len(in_flight),
                         len(waiting),
                         len(consumer.assignment()),
@@ -210,14 +211,17 @@ class Ingest:
                 assigned = consumer.assignment()
                 caught_up = set()
                 lag: dict[tuple[str, int], int] = {}
+                on_broker: dict[TopicPartition, int] = {}  # past the position
                 for tp in assigned:
                     highwater = consumer.highwater(tp)
                     if highwater is None:
                         continue
                     position = await consumer.position(tp)
+                    on_broker[tp] = highwater - position
                     # not yet processed: on the broker past the position, plus buffered here
-                    lag[(tp.topic, tp.partition)] = highwater - position + aligner.buffered(tp)
-                    if not aligner.buffered(tp) and position >= highwater:
+                    buffered = aligner.buffered(tp)
+                    lag[(tp.topic, tp.partition)] = highwater - position + buffered
+                    if not buffered and position >= highwater:
                         caught_up.add(tp)
                 self.stats.lag = lag
                 waiting = aligner.waiting(assigned, caught_up.__contains__, time.monotonic())
@@ -231,12 +235,11 @@ class Ingest:
                 )
                 if released:
                     # sources with records left after this batch (on the broker or here)
-                    left = Counter(lag)
-                    left.subtract((tp.topic, tp.partition) for tp, _ in released)
                     behind = {
                         source_key(tp.topic, tp.partition)
                         for tp in assigned
-                        if left.get((tp.topic, tp.partition), 1) > 0  # unknown: not fetched yet
+                        # unknown (not fetched yet) counts as behind
+                        if tp not in on_broker or on_broker[tp] + aligner.buffered(tp) > 0
                     }
                     # and the group's other partitions with records nobody committed yet
                     mine = {source_key(tp.topic, tp.partition) for tp in assigned}
