@@ -57,8 +57,8 @@ class UnitRolling:
     # For the quiet check, kept as slices move: the events of all KPIs in the window per
     # touchpoint index and per service index. None: the sums were changed without them (a
     # reload, a late event), so they are recounted and every touchpoint is re-scored.
-    counts: dict[int, float] | None = None
-    service_counts: dict[int, float] = field(default_factory=dict)
+    counts: list[float] | None = None  # by touchpoint index
+    service_counts: list[float] = field(default_factory=list)  # by service index
     # the services with a machine beyond no_data (None: to be recomputed)
     active: set[int] | None = None
     # per service: its touchpoints whose entry in `touchpoints` has a score or a sample
@@ -77,36 +77,49 @@ class UnitRolling:
         if counts is None:  # recounted at the next evaluation, from the sums
             add_into(sums, accumulators, sign)
             return
-        for index, (n, a, b) in accumulators.items():
-            acc = sums.get(index)
-            if acc is None:
-                sums[index] = [sign * n, sign * a, sign * b]
-            else:
-                acc[0] += sign * n
-                acc[1] += sign * a
-                acc[2] += sign * b
-            group = groups.get(index)
-            if group is not None:  # counts are whole numbers: exact in a float
-                t, s = group
+        # Two loops rather than a multiplication by the sign (x - n is x + -1.0 * n exactly);
+        # counts are whole numbers: exact in a float.
+        if sign > 0:
+            for index, (n, a, b) in accumulators.items():
+                acc = sums.get(index)
+                if acc is None:
+                    sums[index] = [n, a, b]
+                else:
+                    acc[0] += n
+                    acc[1] += a
+                    acc[2] += b
+                t, s = groups[index]
                 dirty.add(t)
-                counts[t] = counts.get(t, 0.0) + sign * n
-                service_counts[s] = service_counts.get(s, 0.0) + sign * n
+                counts[t] += n
+                service_counts[s] += n
+        else:
+            for index, (n, a, b) in accumulators.items():
+                acc = sums.get(index)
+                if acc is None:
+                    sums[index] = [-n, -a, -b]
+                else:
+                    acc[0] -= n
+                    acc[1] -= a
+                    acc[2] -= b
+                t, s = groups[index]
+                dirty.add(t)
+                counts[t] -= n
+                service_counts[s] -= n
 
-    def recount(self, groups: KpiGroups) -> None:
+    def recount(self, groups: KpiGroups, touchpoints: int, services: int) -> None:
         """Counts from the sums, and every touchpoint with events to be re-scored."""
-        counts: dict[int, float] = {}
-        service_counts: dict[int, float] = {}
+        counts = [0.0] * touchpoints
+        service_counts = [0.0] * services
         for index, acc in self.sums.items():
-            group = groups.get(index)
-            if group is not None:
-                t, s = group
-                counts[t] = counts.get(t, 0.0) + acc[0]
-                service_counts[s] = service_counts.get(s, 0.0) + acc[0]
+            t, s = groups[index]
+            counts[t] += acc[0]
+            service_counts[s] += acc[0]
+            self.dirty.add(t)
         self.counts, self.service_counts = counts, service_counts
-        self.dirty.update(counts)
 
 
-KpiGroups = dict[int, tuple[int, int]]  # KPI index -> (its touchpoint index, service index)
+# KPI index -> (its touchpoint index, service index): every KPI of the plan has both
+KpiGroups = dict[int, tuple[int, int]]
 
 
 def add_into(sums: Accumulators, other: Accumulators, sign: float) -> None:
@@ -224,7 +237,7 @@ class AlertEvaluator:
         now = rolling.boundary
         touchpoint_service = self.touchpoint_service
         if rolling.counts is None:
-            rolling.recount(self.kpi_groups)
+            rolling.recount(self.kpi_groups, len(plan.touchpoints), len(plan.services))
         touched = rolling.dirty
         rolling.dirty = set()
         pending = rolling.pending
@@ -253,7 +266,7 @@ class AlertEvaluator:
                 for s in services
                 if s not in active
                 and (
-                    service_counts.get(s, 0.0) < below[s]
+                    service_counts[s] < below[s]
                     or (not self._quiet_decided[s] and self._quiet(rolling, s))
                 )
             ]
@@ -271,14 +284,14 @@ class AlertEvaluator:
         scored = rolling.touchpoints
         scoring = rolling.scoring
         score_of = self._touchpoint_score
-        counts, floors = rolling.counts or {}, self._kpi_sample_floor
+        counts, floors = rolling.counts or [], self._kpi_sample_floor
         # A touchpoint whose (score, sample) is what its machine was last stepped with
         # needs no step (a step is idempotent but for pending, which is stepped anyway),
         # and adds nothing new to its service's score.
         moved: list[int] = []
         for t in touched:
             # fewer events in all its KPIs together than one KPI needs: none is counted
-            result = NO_SCORE if counts.get(t, 0.0) < floors[t] else score_of(t, sums, bases)
+            result = NO_SCORE if counts[t] < floors[t] else score_of(t, sums, bases)
             if scored.get(t) == result:
                 continue
             scored[t] = result
@@ -370,11 +383,11 @@ class AlertEvaluator:
         """No touchpoint of the service, nor the service, has its min_sample of events
         (upper bounds of the samples: every KPI's count, present or not). Asked only when
         the service's count alone does not decide it."""
-        counts = rolling.counts or {}
+        counts = rolling.counts or []
         for t, min_sample in self._quiet_plan[s]:
-            if counts.get(t, 0.0) >= min_sample:
+            if counts[t] >= min_sample:
                 return False
-        return rolling.service_counts.get(s, 0.0) < self.plan.services[s].rule.min_sample
+        return rolling.service_counts[s] < self.plan.services[s].rule.min_sample
 
     def _step(
         self,

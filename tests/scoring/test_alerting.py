@@ -205,10 +205,10 @@ def test_quiet_check_counts_kept_as_slices_move_equal_a_recount(
                 recount[touchpoint] = recount.get(touchpoint, 0.0) + acc[0]
                 service = evaluator.touchpoint_service[touchpoint]
                 service_recount[service] = service_recount.get(service, 0.0) + acc[0]
-            assert {s: n for s, n in rolling.counts.items() if n} == {
-                s: n for s, n in recount.items() if n
+            assert {t: n for t, n in enumerate(rolling.counts) if n} == {
+                t: n for t, n in recount.items() if n
             }
-            assert {s: n for s, n in rolling.service_counts.items() if n} == {
+            assert {s: n for s, n in enumerate(rolling.service_counts) if n} == {
                 s: n for s, n in service_recount.items() if n
             }
             if rolling.active is not None:
