@@ -49,6 +49,9 @@ log = logging.getLogger(__name__)
 REVOKE_CONFIRM_TIMEOUT_S = 10.0  # changelog sends normally confirm in milliseconds
 NETWORK_PUBLISH_S = 0.2  # how soon the network level publishes what the units sent
 STREAM_BUFFER_MESSAGES = 64  # per channel: tens of thousands of events already fetched
+# The network agent's summaries (~15 KB each, hundreds per catch-up publication): a full
+# channel holds back the delivery of everything fetched behind it
+SUMMARY_BUFFER_MESSAGES = 1024
 
 
 class ConfirmingTable(faust.Table):  # type: ignore[misc,type-arg]
@@ -182,7 +185,7 @@ def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | N
     )
     app.cemi = runtime  # type: ignore[attr-defined]  # for routes and tests
 
-    def raw_topic(name: str, partitions: int) -> Any:
+    def raw_topic(name: str, partitions: int, maxsize: int | None = None) -> Any:
         # bytes in, bytes out: decoding is ours, so a bad message never crashes an agent
         return app.topic(
             name,
@@ -190,6 +193,7 @@ def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | N
             value_serializer="raw",
             partitions=partitions,
             internal=False,
+            maxsize=maxsize,
         )
 
     envelopes_name = topics.envelopes
@@ -226,7 +230,7 @@ def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | N
 
     app.resume_positions = resume_positions  # type: ignore[attr-defined]
 
-    unit_scores = raw_topic(topics.unit_scores, 1)
+    unit_scores = raw_topic(topics.unit_scores, 1, SUMMARY_BUFFER_MESSAGES)
     network_table: ConfirmingTable = app.Table(  # type: ignore[assignment]
         "network",
         partitions=1,

@@ -241,6 +241,25 @@ class AlertEvaluator:
         touched = rolling.dirty
         rolling.dirty = set()
         pending = rolling.pending
+        stale = rolling.stale
+        if stale is not None:
+            # Too few events to be scored, and not scored before either: nothing moves for
+            # the touchpoint, nor for its service unless that one is to be brought up to
+            # date (the common case at a boundary of a catch-up, decided here first).
+            counts, floors, scored = (
+                rolling.counts or [],
+                self._kpi_sample_floor,
+                rolling.touchpoints,
+            )
+            touched = {
+                t
+                for t in touched
+                if counts[t] >= floors[t]
+                or scored.get(t) != NO_SCORE
+                or touchpoint_service[t] in stale
+            }
+            if not touched and not pending:
+                return []
         if pending:
             touched |= {i for i in pending if i >= 0}
         services = {touchpoint_service[t] for t in touched}

@@ -171,7 +171,7 @@ def test_skipping_quiet_services_changes_no_alert_record(default_plan: ScoringPl
     everything = AlertEvaluator(default_plan, span, slice_ms, skip_quiet=False)
     fast = fold_alerts(default_plan, events, 700, skipping)
     full = fold_alerts(default_plan, events, 700, everything)
-    assert skipping.quiet_skips > 300  # the shortcut was taken, often
+    assert skipping.quiet_skips > 200  # the shortcut was taken, often
     assert fast == full
     assert {a["state"] for a in fast} >= {"firing", "resolved"}
 
