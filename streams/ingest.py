@@ -58,6 +58,7 @@ class IngestStats:
     enveloped: int = 0
     dead_lettered: Counter[str] = field(default_factory=Counter)
     batches: int = 0
+    turns: int = 0  # of the fetch loop: fetches, including those that released nothing
     # per input (topic, partition): fetch high watermark - position + buffered records
     lag: dict[tuple[str, int], int] = field(default_factory=dict)
     running: bool = False  # its consumer started, and not stopped
@@ -193,10 +194,11 @@ class Ingest:
                 if time.monotonic() >= next_report:  # progress in the log, for diagnosis
                     next_report = time.monotonic() + INGEST_REPORT_S
                     log.info(
-                        "ingest: consumed %d in %d batches, %d in flight, waiting on %d of %d "
-                        "partitions, %d buffered, %d paused",
+                        "ingest: consumed %d in %d batches (%d turns), %d in flight, waiting on "
+                        "%d of %d partitions, %d buffered, %d paused",
                         self.stats.consumed,
                         self.stats.batches,
+                        self.stats.turns,
                         len(in_flight),
                         len(waiting),
                         len(consumer.assignment()),
@@ -206,6 +208,7 @@ class Ingest:
                 # Fetch the partitions the merge waits for first: a consumer's fetches are
                 # not fair across partitions, and the merge must not run ahead of them.
                 fetched = await consumer.getmany(*waiting, timeout_ms=100, max_records=batch)
+                self.stats.turns += 1
                 for tp, records in fetched.items():
                     aligner.add(tp, records)
                 assigned = consumer.assignment()
