@@ -241,16 +241,12 @@ class AlertEvaluator:
         touched = rolling.dirty
         rolling.dirty = set()
         pending = rolling.pending
+        counts, floors, scored = rolling.counts or [], self._kpi_sample_floor, rolling.touchpoints
         stale = rolling.stale
         if stale is not None:
             # Too few events to be scored, and not scored before either: nothing moves for
             # the touchpoint, nor for its service unless that one is to be brought up to
             # date (the common case at a boundary of a catch-up, decided here first).
-            counts, floors, scored = (
-                rolling.counts or [],
-                self._kpi_sample_floor,
-                rolling.touchpoints,
-            )
             touched = {
                 t
                 for t in touched
@@ -300,10 +296,8 @@ class AlertEvaluator:
             touched.update(plan.services[s].touchpoints)
         rolling.stale -= services
         sums = rolling.sums
-        scored = rolling.touchpoints
         scoring = rolling.scoring
         score_of = self._touchpoint_score
-        counts, floors = rolling.counts or [], self._kpi_sample_floor
         # A touchpoint whose (score, sample) is what its machine was last stepped with
         # needs no step (a step is idempotent but for pending, which is stepped anyway),
         # and adds nothing new to its service's score.
