@@ -26,8 +26,9 @@ topic prefix and app id (consumer groups), and prints one markdown table plus ra
 5. memory: max RSS (VmHWM) of the worker process plus its ingest child at two event counts.
 6. scale-out: 1 and 2 workers on 8-partition topics.
 
-With `--profile`, one more 1-worker run is sampled with py-spy (if installed) and the top
-functions by own and cumulative samples are printed after the table. The produced history
+With `--profile`, one more 1-worker run is sampled with py-spy (if installed), the worker and
+its ingest child, and the top functions of each by own and cumulative samples are printed
+after the table. The produced history
 carries each event's time as its record timestamp (`--timestamps event`); `send` gives the
 producer's clock instead, as `cemi produce` does. A part that fails or times out becomes a
 FAILED row (details and worker log tails on stderr) and the other parts still run. Each row is
@@ -691,6 +692,7 @@ def run_scorer(
                 "--format",
                 "raw",
                 "--function",
+                "--subprocesses",
                 "--rate",
                 "100",
                 "--output",
@@ -860,34 +862,46 @@ def percentile(values: list[int], q: float) -> float:
 # Frames every sample passes through (the event loop, the CLI, the worker): left out of the
 # cumulative table, which would otherwise open with a dozen 90-100 % rows.
 GENERIC_FRAMES = ("<module>", "main (", "worker (streams/cli", "run_worker (")
-GENERIC_FILES = ("(asyncio/", "(typer/", "(mode/", "(threading.py", "(selectors.py")
+GENERIC_FILES = ("(asyncio/", "(typer/", "(mode/", "(threading.py", "(selectors.py", "(<frozen")
 
 
 def profile_top(path: Path, top: int = 15) -> str:
-    """Top functions of a py-spy raw (collapsed) profile by own and cumulative samples."""
-    own: Counter[str] = Counter()
-    cumulative: Counter[str] = Counter()
-    total = 0
+    """Top functions of a py-spy raw (collapsed) profile by own and cumulative samples, for
+    the worker and for its ingest child apart (`--subprocesses`: both are sampled)."""
+    own: dict[str, Counter[str]] = {}
+    cumulative: dict[str, Counter[str]] = {}
+    totals: Counter[str] = Counter()
     for line in path.read_text().splitlines():
         stack, _, count_text = line.rpartition(" ")
         if not stack or not count_text.isdigit():
             continue
         count = int(count_text)
-        total += count
+        process = "ingest child" if "streams/ingest_process.py" in stack else "worker"
         frames = [shorten(frame) for frame in stack.split(";")]
         frames = [f for f in frames if f]
         if not frames:
             continue
-        own[frames[-1]] += count
+        totals[process] += count
+        own.setdefault(process, Counter())[frames[-1]] += count
         for frame in set(frames):
             if not frame.startswith(GENERIC_FRAMES) and not any(g in frame for g in GENERIC_FILES):
-                cumulative[frame] += count
-    lines = [f"py-spy samples (100 Hz, non-idle): {total:,}", "", "By own samples:", ""]
-    lines += ["| own % | function |", "| ---: | --- |"]
-    lines += [f"| {100 * n / total:5.1f} | `{name}` |" for name, n in own.most_common(top)]
-    lines += ["", "By cumulative samples (event loop, CLI and worker frames left out):", ""]
-    lines += ["| cum % | function |", "| ---: | --- |"]
-    lines += [f"| {100 * n / total:5.1f} | `{name}` |" for name, n in cumulative.most_common(top)]
+                cumulative.setdefault(process, Counter())[frame] += count
+    total = sum(totals.values())
+    lines = [f"py-spy samples (100 Hz, non-idle): {total:,}"]
+    for process in sorted(totals, key=totals.__getitem__, reverse=True):
+        n_process = totals[process]
+        lines += ["", f"{process}: {n_process:,} samples, by own samples:", ""]
+        lines += ["| own % | function |", "| ---: | --- |"]
+        lines += [
+            f"| {100 * n / n_process:5.1f} | `{name}` |"
+            for name, n in own[process].most_common(top)
+        ]
+        lines += ["", f"{process}, by cumulative samples (event loop, CLI, worker left out):", ""]
+        lines += ["| cum % | function |", "| ---: | --- |"]
+        lines += [
+            f"| {100 * n / n_process:5.1f} | `{name}` |"
+            for name, n in cumulative.get(process, Counter()).most_common(top)
+        ]
     return "\n".join(lines)
 
 
