@@ -385,6 +385,10 @@ def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | N
         recovered[0] = False
         resync.clear()  # the recovery seeks every partition to where its state resumes
         runtime.scoring.revoke(tp.partition for tp in revoked if tp.topic == topics.envelopes)
+        if any(tp.topic == topics.unit_scores for tp in revoked):
+            # Another worker folds the network level until it comes back here; then it is
+            # rebuilt from the recovered table, which holds what that worker folded meanwhile.
+            runtime.network = None
 
     app.on_partitions_revoked.connect(on_revoked)  # type: ignore[arg-type]
 
