@@ -231,10 +231,14 @@ class Ingest:
                 if waiting:
                     continue
                 await group_backlog.refresh()
+                # A partition the release empties is caught up if nothing of it is left on
+                # the broker (the set above was taken before the release: with it, the merge
+                # stopped at each partition reaching its end, one fetch timeout per turn).
+                at_end = {tp for tp, left in on_broker.items() if left <= 0}
                 # nothing goes out before the group's view was read since the assignment
                 # (retried at every turn; fetching stays bounded by the pauses below)
                 released = (
-                    aligner.release(caught_up.__contains__, batch) if group_backlog.ready else []
+                    aligner.release(at_end.__contains__, batch) if group_backlog.ready else []
                 )
                 if released:
                     # sources with records left after this batch (on the broker or here)
