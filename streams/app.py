@@ -13,6 +13,7 @@ import contextlib
 import logging
 import shutil
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,7 @@ from streams.resync import Resync
 from streams.scoring.fold import FoldConfig, control_key, resume_position
 from streams.scoring.network import NetworkState, decode_summary
 from streams.scoring.publish import NetworkView
-from streams.scoring.service import EmitPace, Message, ScoringService
+from streams.scoring.service import Ackable, EmitPace, Message, ScoringService
 from streams.sending import BatchSender, SendTracker, batch_producer
 from streams.settings import Settings
 from streams.tail import follow_json
@@ -47,6 +48,7 @@ from streams.wire.schemas import SchemaStore
 
 log = logging.getLogger(__name__)
 REVOKE_CONFIRM_TIMEOUT_S = 10.0  # changelog sends normally confirm in milliseconds
+MAX_UNCONFIRMED_FLUSHES = 1  # flushes the fold runs ahead of the changelog's confirmation
 NETWORK_PUBLISH_S = 0.2  # how soon the network level publishes what the units sent
 STREAM_BUFFER_MESSAGES = 64  # per channel: tens of thousands of events already fetched
 # The network agent's summaries (~15 KB each, hundreds per catch-up publication): a full
@@ -65,11 +67,14 @@ class ConfirmingTable(faust.Table):  # type: ignore[misc,type-arg]
         super().__init__(*args, **kwargs)
         self.sends = SendTracker()
         self._queued: list[Message] = []
+        self._persisting: asyncio.Future[None] | None = None  # the latest `persist`
 
     def send_changelog(self, *args: Any, **kwargs: Any) -> Any:
         return self.sends.track(super().send_changelog(*args, **kwargs))
 
     async def confirm_sent(self) -> None:
+        if self._persisting is not None:
+            await self._persisting  # the writes queued before it are sent by then
         await self.sends.confirm()
 
     def put(self, key: str, value: bytes | None) -> None:
@@ -85,16 +90,39 @@ class ConfirmingTable(faust.Table):  # type: ignore[misc,type-arg]
             self.data[key] = value
         self._queued.append((changelog.get_topic_name(), value, encoded, partition))
 
-    async def persist(self, sender: BatchSender) -> None:
-        """Send what `put` queued and wait until the broker has every write made so far;
-        record the changelog offsets written, as Faust does for a local store to resume
-        its recovery from."""
+    def persist(self, sender: BatchSender) -> asyncio.Future[None]:
+        """Send what `put` queued, after the previous `persist` (one send at a time keeps
+        the changelog in write order: two interleaved sends could reorder a partition's
+        batches); done when the broker has every write made before this call. Records the
+        changelog offsets written, as Faust does for a local store to resume its recovery
+        from."""
+        self._persisting = asyncio.ensure_future(self._persist(self._persisting, sender))
+        return self._persisting
+
+    async def _persist(self, previous: asyncio.Future[None] | None, sender: BatchSender) -> None:
+        if previous is not None:
+            await previous
+        # taken now: writes queued while the previous send was confirmed go out too
         queued, self._queued = self._queued, []
         if queued:
             written = await self.sends.track(asyncio.ensure_future(sender.send(queued)))
             for (topic, partition), offset in written.items():
                 self.data.set_persisted_offset(TP(topic, partition), offset)
         await self.sends.confirm()
+
+
+def fetched_not_taken(topic: Any) -> int:
+    """Messages of a topic that Faust fetched and its agents have not taken yet (the queues
+    of the channels iterating it)."""
+    return sum(channel.queue.qsize() for channel in getattr(topic, "_subscribers", ()))
+
+
+async def _acknowledge_when_confirmed(persisted: Awaitable[None], envelopes: list[Ackable]) -> None:
+    # Faust commits acknowledged offsets, and a commit must never get ahead of the state
+    # it stands for: the envelopes of a flush are acknowledged once the changelog has it.
+    await persisted
+    for envelope in envelopes:
+        envelope.ack()
 
 
 @dataclass
@@ -230,7 +258,8 @@ def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | N
 
     app.resume_positions = resume_positions  # type: ignore[attr-defined]
 
-    unit_scores = raw_topic(topics.unit_scores, 1, SUMMARY_BUFFER_MESSAGES)
+    unit_scores_name = topics.unit_scores
+    unit_scores = raw_topic(unit_scores_name, 1, SUMMARY_BUFFER_MESSAGES)
     network_table: ConfirmingTable = app.Table(  # type: ignore[assignment]
         "network",
         partitions=1,
@@ -286,6 +315,8 @@ def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | N
     async def seek_back() -> None:
         await resync.seek_back(time.monotonic())
 
+    confirming: list[asyncio.Future[None]] = []  # the flush being confirmed, if any
+
     @app.agent(envelopes, name="score")
     async def score(stream: Any) -> None:
         async for event in stream.noack().events():
@@ -303,6 +334,9 @@ def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | N
                 waiting = app.consumer.highwater(message.tp) - message.offset - 1
             except Exception:  # no fetch position yet
                 waiting = 0
+            # A partition whose buffer is full is paused by Faust and not fetched, so its
+            # high watermark stops moving: envelopes already fetched count as waiting too.
+            waiting = max(waiting, fetched_not_taken(envelopes))
             flushed = runtime.scoring.on_envelope(
                 message.partition,
                 event.value,
@@ -313,13 +347,20 @@ def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | N
                 offset=message.offset,
             )
             if flushed:
-                # Acknowledge only once the changelog has the flush: Faust commits acked
-                # offsets, and a commit must never get ahead of the state it stands for.
                 while runtime.state_sender is None:  # the worker is starting
                     await asyncio.sleep(0.1)
-                await state.persist(runtime.state_sender)
-                for done in flushed:
-                    done.ack()
+                # The fold goes on while the broker confirms a flush (a catch-up's flush
+                # writes megabytes of seen ids); it waits only when the flush before is not
+                # confirmed yet (and raises if that one failed).
+                confirming.append(
+                    asyncio.ensure_future(
+                        _acknowledge_when_confirmed(state.persist(runtime.state_sender), flushed)
+                    )
+                )
+                while confirming and (
+                    confirming[0].done() or len(confirming) > MAX_UNCONFIRMED_FLUSHES
+                ):
+                    await confirming.pop(0)
 
     emit_interval_s = settings.emit_interval_ms / 1000
     # ticks finer than the interval: the end of a catch-up is published within a tick
@@ -340,7 +381,10 @@ def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | N
         # and what it would publish now could land after the new owner's newer rows.
         if runtime.sender is None or app.should_stop:
             return
-        if not pace.due(started, runtime.scoring.catching_up()):
+        # Catching up, publication waits its turn while envelopes are waiting for the fold;
+        # with none waiting (the ingest is the slower stage) the fold would idle meanwhile.
+        catching_up = runtime.scoring.catching_up() and fetched_not_taken(envelopes) > 0
+        if not pace.due(started, catching_up):
             return
         if tables_recovered(app):
             # a partition's state is loaded when its first envelope arrives; one without new
@@ -352,8 +396,16 @@ def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | N
         messages = runtime.scoring.emit()
         if app.should_stop:
             return
-        await runtime.send(messages)
-        pace.published(started, time.monotonic(), runtime.scoring.catching_up())
+        # The network level's input (unit summaries, progress) goes first: it is published
+        # as soon as it arrives, and would otherwise queue behind tens of thousands of
+        # score records (a partition's batches go to the broker one after the other).
+        network_input = [m for m in messages if m[0] == unit_scores_name]
+        if network_input:
+            rest = [m for m in messages if m[0] != unit_scores_name]
+            await asyncio.gather(runtime.send(network_input), runtime.send(rest))
+        else:
+            await runtime.send(messages)
+        pace.published(started, time.monotonic(), catching_up)
 
     @app.timer(NETWORK_PUBLISH_S)
     async def emit_network() -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 from faust.types import TP
 
-from streams.app import create_app
+from streams.app import create_app, fetched_not_taken
 from streams.scoring.network import NetworkState
 from streams.settings import load_settings
 
@@ -24,3 +24,15 @@ def test_losing_the_network_partition_drops_the_network_state_for_a_rebuild() ->
     assert runtime.network is not None  # an envelope partition says nothing about it
     _revoke(app, {TP(runtime.topics.unit_scores, 0)})
     assert runtime.network is None
+
+
+def test_fetched_not_taken_counts_what_the_channels_iterating_a_topic_hold() -> None:
+    app = create_app(load_settings(store="memory"), "127.0.0.1:1")
+    topic = app.topic("envelopes-like", key_serializer="raw", value_serializer="raw")
+    assert fetched_not_taken(topic) == 0
+    iterating = topic.clone(is_iterator=True)  # what an agent's stream reads from
+    for message in ("first", "second"):
+        iterating.queue.put_nowait(message)
+    assert fetched_not_taken(topic) == 2
+    iterating.queue.get_nowait()
+    assert fetched_not_taken(topic) == 1
