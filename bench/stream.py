@@ -351,10 +351,14 @@ class Deployment:
                 total[key] += int(stats.get(key, 0))
             total["dead_lettered"] += sum(stats.get("dead_lettered", {}).values())
         total["folded"] = total["scored"] + total["duplicates"] + total["late"]
-        with (self.dir / "progress.tsv").open("a") as trace:  # the run's timeline, for --keep
+        # the run's timeline, for --keep: time, consumed, folded, published, then the CPU
+        # seconds so far of the broker and of each worker and its ingest child
+        cpu = [cpu_s(BROKER_PID[0] if BROKER_PID else None)]
+        cpu += [part for worker in self.workers for part in tree_cpu_s(worker.pid)]
+        with (self.dir / "progress.tsv").open("a") as trace:
             trace.write(
                 f"{time.time():.2f}\t{total['consumed']}\t{total['folded']}\t"
-                f"{total['published_records']}\n"
+                f"{total['published_records']}\t" + "\t".join(f"{c:.2f}" for c in cpu) + "\n"
             )
         return dict(total)
 
