@@ -117,6 +117,13 @@ def fetched_not_taken(topic: Any) -> int:
     return sum(channel.queue.qsize() for channel in getattr(topic, "_subscribers", ()))
 
 
+def _log_unconfirmed(done: asyncio.Future[None]) -> None:
+    # Seen here even when the agent, which raises it at its next flush, has stopped first
+    # (a worker stopping with a flush in flight): its envelopes are read again.
+    if not done.cancelled() and done.exception() is not None:
+        log.warning("a state flush was not confirmed: %r", done.exception())
+
+
 async def _acknowledge_when_confirmed(persisted: Awaitable[None], envelopes: list[Ackable]) -> None:
     # Faust commits acknowledged offsets, and a commit must never get ahead of the state
     # it stands for: the envelopes of a flush are acknowledged once the changelog has it.
@@ -352,11 +359,11 @@ def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | N
                 # The fold goes on while the broker confirms a flush (a catch-up's flush
                 # writes megabytes of seen ids); it waits only when the flush before is not
                 # confirmed yet (and raises if that one failed).
-                confirming.append(
-                    asyncio.ensure_future(
-                        _acknowledge_when_confirmed(state.persist(runtime.state_sender), flushed)
-                    )
+                acknowledging = asyncio.ensure_future(
+                    _acknowledge_when_confirmed(state.persist(runtime.state_sender), flushed)
                 )
+                acknowledging.add_done_callback(_log_unconfirmed)
+                confirming.append(acknowledging)
                 while confirming and (
                     confirming[0].done() or len(confirming) > MAX_UNCONFIRMED_FLUSHES
                 ):
