@@ -5,18 +5,18 @@
    is the high watermark of a Fetch response; on Kafka both agree.
 2. Tansu's first group generation is 0 and aiokafka sends LeaveGroup only above 0, so a
    member stopped in generation 0 lingers and the next one waits a session timeout.
-5. Tansu answers a fetch it parked (nothing to read yet) after about half its max wait, not
+3. Tansu answers a fetch it parked (nothing to read yet) after about half its max wait, not
    when records arrive. Faust's consumer asks for 1.5 s: each time the worker's fetches found
    its partitions drained or paused (a full agent buffer), envelopes already on the broker
    waited ~0.75 s, and the fold sat idle for a third of a catch-up. Ours asks for 0.1 s, as
    the ingest does; on Kafka this only means more empty fetches of an idle worker.
 
-And one for Faust itself, on any broker:
+And two for Faust itself, on any broker:
 
-3. Faust's producer `flush()` (before a recovery reads the changelogs' ends) gives up on its
+4. Faust's producer `flush()` (before a recovery reads the changelogs' ends) gives up on its
    send buffer when a message takes over 0.1 s to be handed on, which a loaded worker easily
    does; a table write sent after that reading is overwritten by the recovery. Ours drains.
-4. After a recovery Faust resumes each partition at the group's committed offset. An app can
+5. After a recovery Faust resumes each partition at the group's committed offset. An app can
    set `resume_positions(tps) -> {tp: offset}` on itself: a partition whose recovered state
    holds less than that offset says so, and is resumed at its own position instead.
 
@@ -41,7 +41,7 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 log = logging.getLogger(__name__)
 SCHEME = "cemi"
 FLUSH_TIMEOUT_S = 30.0
-FETCH_MAX_WAIT_MS = 100  # the worker consumer's fetch wait (see 5. above)
+FETCH_MAX_WAIT_MS = 100  # the worker consumer's fetch wait (see 3. above)
 
 
 async def true_end_offsets(
