@@ -222,9 +222,46 @@ class AlertEvaluator:
                 rolling.add(entering, 1.0, groups)
             if leaving:
                 rolling.add(leaving, -1.0, groups)
-            if rolling.dirty or rolling.pending or rolling.counts is None:
+            if (
+                rolling.pending
+                or rolling.counts is None
+                or rolling.stale is None
+                or (rolling.dirty and not self._passed_quietly(rolling))
+            ):
                 out.extend(self._evaluate(unit, rolling, bases, inhibitions))
         return out
+
+    def _passed_quietly(self, rolling: UnitRolling) -> bool:
+        """`_evaluate`'s outcome when every changed touchpoint belongs to a quiet service
+        (most boundaries of a catch-up), in one pass without its sets: the services of the
+        touchpoints it would have scored become stale, and nothing is stepped. False (and
+        nothing changed): some service is not quiet, `_evaluate` decides."""
+        if not self.skip_quiet:
+            return False
+        active = rolling.active
+        if active is None:
+            return False
+        touchpoint_service, below = self.touchpoint_service, self._quiet_below
+        service_counts, decided = rolling.service_counts, self._quiet_decided
+        dirty = rolling.dirty
+        for t in dirty:
+            s = touchpoint_service[t]
+            if s in active or service_counts[s] >= below[s]:
+                return False
+            if not decided[s] and not self._quiet(rolling, s):
+                return False
+        counts, floors, scored = rolling.counts or [], self._kpi_sample_floor, rolling.touchpoints
+        stale = rolling.stale
+        assert stale is not None
+        quiet = 0
+        for t in dirty:
+            s = touchpoint_service[t]
+            if counts[t] >= floors[t] or scored.get(t) != NO_SCORE or s in stale:
+                stale.add(s)
+                quiet += 1
+        self.quiet_skips += quiet
+        dirty.clear()
+        return True
 
     def _evaluate(
         self,

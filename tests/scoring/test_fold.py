@@ -377,17 +377,21 @@ def test_a_crash_on_the_service_flush_path_keeps_windows_and_alert_outbox(
     assert alert_ids(published) >= expected_alerts
 
 
-def test_an_envelope_of_the_earlier_flat_format_folds_like_the_current_one(
+def test_an_envelope_of_the_earlier_nested_format_folds_like_the_current_one(
     small_plan: ScoringPlan,
 ) -> None:
-    """Envelopes written before an upgrade (flat `[kpi, a, b, kpi, a, b]` payloads) may still
-    wait on the broker: they fold into the same windows."""
+    """Envelopes written before an upgrade (sessions 6 to 11: nested `[[kpi, a, b], ...]`
+    payloads) may still wait on the broker: they fold into the same windows."""
     install = {"kind": "install", "status": "completed", "on_time": True, "delay_hours": 3.0}
     items = entries(small_plan, [event("install", "2026-11-05 10:00", **install)] * 3)
-    flat = [item._replace(payload=[x for triple in item.payload for x in triple]) for item in items]
-    assert flat[0].payload and not isinstance(flat[0].payload[0], list)
+    payload = items[0].payload
+    assert payload and not isinstance(payload[0], list) and len(payload) % 3 == 0
+    nested = [
+        item._replace(payload=[item.payload[i : i + 3] for i in range(0, len(item.payload), 3)])
+        for item in items
+    ]
     nested_state, flat_state = PartitionState(0, CONFIG), PartitionState(0, CONFIG)
-    nested_state.apply(items, NOW)
-    flat_state.apply(decode_envelope(orjson.dumps({"e": [list(i) for i in flat]})), NOW)
+    nested_state.apply(decode_envelope(orjson.dumps({"e": [list(i) for i in nested]})), NOW)
+    flat_state.apply(items, NOW)
     assert snapshot(flat_state) == snapshot(nested_state)
     assert snapshot(nested_state)["windows"]
