@@ -47,7 +47,7 @@ def alert_id(rule: str, unit: str, service: str, touchpoint: str | None) -> str:
 class UnitRolling:
     boundary: int  # the window is [boundary - span, boundary)
     sums: Accumulators = field(default_factory=dict)
-    dirty: set[int] = field(default_factory=set)  # touchpoint indices changed since evaluation
+    dirty: set[int] = field(default_factory=set)  # touchpoints whose score may have moved
     touchpoints: dict[int, tuple[float | None, int]] = field(default_factory=dict)
     services: dict[int, float | None] = field(default_factory=dict)
     machines: dict[int, AlertState] = field(default_factory=dict)  # tp index / -1 - service
@@ -70,7 +70,9 @@ class UnitRolling:
 
     def add(self, accumulators: Accumulators, sign: float, groups: KpiGroups) -> None:
         """A slice enters (sign 1) or leaves (-1) the window: its accumulators go into the
-        sums and the counts, and the touchpoints of its KPIs are to be re-scored."""
+        sums and the counts. A touchpoint is to be re-scored only for a KPI that counts in
+        its score before or after (at least min_kpi_sample events): a KPI below it on both
+        sides changes neither its score nor its sample (most KPIs of a catch-up's slices)."""
         sums, counts, service_counts, dirty = (
             self.sums, self.counts, self.service_counts, self.dirty
         )  # fmt: skip
@@ -81,28 +83,30 @@ class UnitRolling:
         # counts are whole numbers: exact in a float.
         if sign > 0:
             for index, (n, a, b) in accumulators.items():
+                t, s, floor = groups[index]
                 acc = sums.get(index)
                 if acc is None:
-                    sums[index] = [n, a, b]
+                    acc = sums[index] = [n, a, b]
                 else:
                     acc[0] += n
                     acc[1] += a
                     acc[2] += b
-                t, s = groups[index]
-                dirty.add(t)
+                if acc[0] >= floor:
+                    dirty.add(t)
                 counts[t] += n
                 service_counts[s] += n
         else:
             for index, (n, a, b) in accumulators.items():
+                t, s, floor = groups[index]
                 acc = sums.get(index)
                 if acc is None:
                     sums[index] = [-n, -a, -b]
                 else:
+                    if acc[0] >= floor:
+                        dirty.add(t)
                     acc[0] -= n
                     acc[1] -= a
                     acc[2] -= b
-                t, s = groups[index]
-                dirty.add(t)
                 counts[t] -= n
                 service_counts[s] -= n
 
@@ -111,15 +115,16 @@ class UnitRolling:
         counts = [0.0] * touchpoints
         service_counts = [0.0] * services
         for index, acc in self.sums.items():
-            t, s = groups[index]
+            t, s, _ = groups[index]
             counts[t] += acc[0]
             service_counts[s] += acc[0]
             self.dirty.add(t)
         self.counts, self.service_counts = counts, service_counts
 
 
-# KPI index -> (its touchpoint index, service index): every KPI of the plan has both
-KpiGroups = dict[int, tuple[int, int]]
+# KPI index -> (its touchpoint index, service index, the touchpoint's min_kpi_sample): every
+# KPI of the plan has them
+KpiGroups = dict[int, tuple[int, int, int]]
 
 
 def add_into(sums: Accumulators, other: Accumulators, sign: float) -> None:
@@ -147,7 +152,8 @@ class AlertEvaluator:
         self.kpi_touchpoint = {k: tp.index for tp in plan.touchpoints for k in tp.kpis}
         self.touchpoint_service = {t: s.index for s in plan.services for t in s.touchpoints}
         self.kpi_groups: KpiGroups = {
-            k: (t, self.touchpoint_service[t]) for k, t in self.kpi_touchpoint.items()
+            k: (t, self.touchpoint_service[t], plan.touchpoints[t].rule.min_kpi_sample)
+            for k, t in self.kpi_touchpoint.items()
         }
         # per service, for `_evaluate`: its rule, name and (touchpoint, weight) pairs; per
         # touchpoint: its rule and service name
