@@ -33,6 +33,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any, Final
 
 import orjson
@@ -44,6 +45,7 @@ from streams.core.windows import LocalCalendar, slice_start_ms
 from streams.scoring.alerting import AlertEvaluator, UnitRolling, add_into
 from streams.scoring.envelope import Entry, Row
 
+_EVENT_ID, _EVENT_TIME = itemgetter(0), itemgetter(3)  # of a seen-id row
 SEEN_CHUNK_IDS: Final = 2_000  # ~120 KB of JSON per seen-id chunk at most
 WindowKey = tuple[str, str, int]  # (unit, kind, start_ms)
 
@@ -586,7 +588,7 @@ class PartitionState:
                 rows = state.fresh[first : first + SEEN_CHUNK_IDS]
                 chunk = state.next_chunk
                 state.next_chunk += 1
-                state.chunks[chunk] = (max(row[3] for row in rows), [row[0] for row in rows])
+                state.chunks[chunk] = (max(map(_EVENT_TIME, rows)), list(map(_EVENT_ID, rows)))
                 writes.append((f"{p}/d/{unit}/{chunk}", orjson.dumps(rows)))
             state.fresh = []
             if state.bases_unsaved:
