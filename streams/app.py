@@ -390,8 +390,9 @@ def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | N
             return
         # Catching up, publication waits its turn while envelopes are waiting for the fold;
         # with none waiting (the ingest is the slower stage) the fold would idle meanwhile.
-        catching_up = runtime.scoring.catching_up() and fetched_not_taken(envelopes) > 0
-        if not pace.due(started, catching_up):
+        replaying = runtime.scoring.catching_up()
+        catching_up = replaying and fetched_not_taken(envelopes) > 0
+        if not pace.due(started, catching_up, replaying):
             return
         if tables_recovered(app):
             # a partition's state is loaded when its first envelope arrives; one without new

@@ -89,9 +89,16 @@ class EmitPace:
         self.tick_s = interval_s if tick_s is None else tick_s
         self.next_s = 0.0  # monotonic time before which nothing is published
         self.postponed = False  # a tick of the catch-up did not publish
+        self.spaced = False  # the last publication was spaced out for a catch-up
 
-    def due(self, now_s: float, catching_up: bool) -> bool:
+    def due(self, now_s: float, catching_up: bool, replaying: bool | None = None) -> bool:
+        """`catching_up`: publication would compete with the fold now. `replaying`: some
+        partition is still folding a backlog (default: `catching_up`); once none is, a
+        publication spaced out for the catch-up goes out at once, even when the catch-up
+        ended before any tick postponed it (within the publication before, say)."""
         if now_s >= self.next_s or (self.postponed and not catching_up):
+            return True
+        if self.spaced and not (catching_up if replaying is None else replaying):
             return True
         if catching_up:
             self.postponed = True
@@ -103,6 +110,7 @@ class EmitPace:
             spacing = max(spacing, 4 * (ended_s - started_s))
         self.next_s = started_s + spacing - self.tick_s / 2
         self.postponed = False
+        self.spaced = catching_up
 
 
 class ScoringService:

@@ -249,6 +249,17 @@ def test_a_publication_postponed_by_the_catch_up_goes_out_when_the_catch_up_ends
     assert pace.due(105.0, catching_up=False)  # the last envelope was folded: publish now
 
 
+def test_a_catch_up_ending_before_any_tick_postponed_publishes_at_the_next_tick() -> None:
+    """The fold's last envelope came while a spaced-out publication was being sent: no tick
+    of the catch-up was left to postpone the next one, which must not wait out the spacing."""
+    pace = EmitPace(1.0, tick_s=0.25)
+    pace.published(100.0, 101.0, catching_up=True)  # next one 4 s later
+    assert not pace.due(101.25, catching_up=False, replaying=True)  # between two envelopes
+    assert pace.due(101.25, catching_up=False, replaying=False)  # no backlog left anywhere
+    pace.published(101.25, 101.5, catching_up=False)
+    assert not pace.due(101.75, catching_up=False, replaying=False)  # live pace again
+
+
 def test_a_live_stream_publishes_at_every_interval() -> None:
     pace = EmitPace(1.0)
     pace.published(100.0, 100.8, catching_up=False)
