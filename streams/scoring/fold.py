@@ -211,18 +211,9 @@ class PartitionState:
         scored = replayed = 0
         newest_ingest_ms = self.newest_ingest_ms
         fold, fold_base = self._fold, self._fold_base
-        # unpacked in the loop's header: no Entry object, no attribute lookup per field
-        for (
-            unit,
-            source,
-            offset,
-            event_id,
-            event_time,
-            ingest_ms,
-            etype,
-            service,
-            payload,
-        ) in entries:
+        # a row unpacked once: no Entry object, no attribute lookup per field
+        for row in entries:
+            unit, source, offset, event_id, event_time, ingest_ms, etype, service, payload = row
             state = units.get(unit)
             if state is None:
                 state = units[unit] = UnitState()
@@ -243,19 +234,7 @@ class PartitionState:
                 continue
             if horizon is not None and event_time < horizon:
                 counts.late += 1
-                self.late.append(
-                    Entry(
-                        unit,
-                        source,
-                        offset,
-                        event_id,
-                        event_time,
-                        ingest_ms,
-                        etype,
-                        service,
-                        payload,
-                    )
-                )
+                self.late.append(Entry._make(row))
                 continue
             if seen is None:
                 state.seen[event_id] = (source, offset)
