@@ -33,6 +33,7 @@ from pydantic import SecretStr
 
 from streams.core.catalog import load_catalog
 from streams.core.plan import ScoringPlan
+from streams.gc_policy import INGEST_THRESHOLDS, tune_gc
 from streams.ingest import STOP_TIMEOUT_S, Ingest, IngestStats
 from streams.outputs import AvroOutputs
 from streams.sending import batch_producer
@@ -190,6 +191,7 @@ async def _serve(settings: Settings, bootstrap: str, plan: ScoringPlan, store: S
     producer = batch_producer(settings, bootstrap)
     await producer.start()
     ingest = Ingest(settings, plan, store, bootstrap, producer)
+    tune_gc(INGEST_THRESHOLDS)
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, ingest.stop)
     # Ctrl-C in a terminal reaches the whole process group: the worker handles it and stops

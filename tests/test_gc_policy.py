@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import gc
 
-from streams.gc_policy import THRESHOLDS, tune_gc
+import pytest
+
+from streams.gc_policy import INGEST_THRESHOLDS, THRESHOLDS, tune_gc
 
 
-def test_tuning_freezes_the_start_up_objects_and_raises_the_thresholds() -> None:
+@pytest.mark.parametrize("thresholds", [THRESHOLDS, INGEST_THRESHOLDS], ids=["worker", "ingest"])
+def test_tuning_freezes_the_start_up_objects_and_sets_the_given_thresholds(
+    thresholds: tuple[int, int, int],
+) -> None:
     before = gc.get_threshold()
     try:
-        tune_gc()
-        assert gc.get_threshold() == THRESHOLDS
+        tune_gc(thresholds)
+        assert gc.get_threshold() == thresholds
         assert gc.get_freeze_count() > 0
     finally:
         gc.unfreeze()
