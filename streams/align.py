@@ -5,6 +5,9 @@ can hold an hour of orders before the first ticket of that hour. Folded as fetch
 tickets would look late. Like Kafka Streams, the ingest releases buffered records across
 partitions in record-timestamp order, and waits (up to `max_wait_s`) for a partition that
 has more data on the broker but nothing buffered yet.
+
+A record here is a tuple whose first item is its record timestamp (the ingest keeps plain
+tuples: see `streams/ingest.py`).
 """
 
 from __future__ import annotations
@@ -51,7 +54,7 @@ class Aligner(Generic[P]):
     def release(self, caught_up: Callable[[P], bool], limit: int) -> list[tuple[P, Any]]:
         """Up to `limit` records, oldest record timestamp first, across partitions; stops
         when a partition runs dry that has more on the broker. Call when nothing waits."""
-        heads = [(b[0].timestamp, i, p) for i, (p, b) in enumerate(self.buffers.items()) if b]
+        heads = [(b[0][0], i, p) for i, (p, b) in enumerate(self.buffers.items()) if b]
         heapq.heapify(heads)
         out: list[tuple[P, Any]] = []
         while heads and len(out) < limit:
@@ -65,17 +68,14 @@ class Aligner(Generic[P]):
                 while (
                     buffer
                     and len(out) < limit
-                    and (
-                        buffer[0].timestamp < next_time
-                        or (buffer[0].timestamp == next_time and i < next_i)
-                    )
+                    and (buffer[0][0] < next_time or (buffer[0][0] == next_time and i < next_i))
                 ):
                     out.append((partition, buffer.popleft()))
             else:
                 while buffer and len(out) < limit:
                     out.append((partition, buffer.popleft()))
             if buffer:
-                heapq.heappush(heads, (buffer[0].timestamp, i, partition))
+                heapq.heappush(heads, (buffer[0][0], i, partition))
             elif not caught_up(partition):
                 break  # more of it is on the broker: fetch before going past its time
         return out

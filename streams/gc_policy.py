@@ -19,13 +19,14 @@ from typing import Final
 # CPython's young thresholds; a full collection after 10 x 1,000 young ones instead of 10 x 10
 THRESHOLDS: Final = (700, 10, 1_000)
 
-# The ingest child holds no state, but the records waiting in its merge and its envelopes in
-# flight live long enough to reach the old generation: with the defaults it ran 38 full
-# collections in a 1M-event benchmark run, 6.3 of its ~20 CPU-s, on the core the worker
-# shares with it. One full collection after 10 x 100 young ones: 5 collections, 1.3 s.
-# Not 1,000 as in the worker: the cyclic garbage that reaches the old generation here (fetch
-# and send futures) then waited so long that the child's peak RSS doubled (165 -> 324 MiB).
-INGEST_THRESHOLDS: Final = (700, 10, 100)
+# The ingest child holds no state: CPython's defaults, after the freeze. The records waiting in
+# its merge are kept as tuples the collector stops tracking (`streams/ingest.py`), so a full
+# collection there scans little. Measured in 1M-event benchmark runs: with aiokafka's records
+# in the merge, 38 full collections took 6.3 of the child's ~20 CPU-s; (700, 10, 100) cut that
+# to 5 taking 1.3 s but raised the child's peak RSS by 30-50 MiB (1,000: doubled it, 165 ->
+# 324 MiB: cyclic garbage such as futures waits in the old generation); untracked records with
+# these thresholds: 45 full collections, 1.6 s in all, 148-153 MiB.
+INGEST_THRESHOLDS: Final = (700, 10, 10)
 
 
 def tune_gc(thresholds: tuple[int, int, int] = THRESHOLDS) -> None:

@@ -4,25 +4,20 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
-from dataclasses import dataclass
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streams.align import Aligner
 
-
-@dataclass(frozen=True)
-class Rec:
-    timestamp: int
-    offset: int
+Rec = tuple[int, int]  # (record timestamp, offset): the merge reads item 0
 
 
 def heap_release(
     buffers: dict[str, deque[Rec]], caught_up: set[str], limit: int
 ) -> list[tuple[str, Rec]]:
     """The reference: one heap operation per record."""
-    heads = [(b[0].timestamp, i, p) for i, (p, b) in enumerate(buffers.items()) if b]
+    heads = [(b[0][0], i, p) for i, (p, b) in enumerate(buffers.items()) if b]
     heapq.heapify(heads)
     out: list[tuple[str, Rec]] = []
     while heads and len(out) < limit:
@@ -30,14 +25,14 @@ def heap_release(
         buffer = buffers[partition]
         out.append((partition, buffer.popleft()))
         if buffer:
-            heapq.heappush(heads, (buffer[0].timestamp, i, partition))
+            heapq.heappush(heads, (buffer[0][0], i, partition))
         elif partition not in caught_up:
             break
     return out
 
 
 partition_records = st.lists(st.integers(0, 30), max_size=25).map(
-    lambda times: [Rec(t, offset) for offset, t in enumerate(sorted(times))]
+    lambda times: [(t, offset) for offset, t in enumerate(sorted(times))]
 )
 
 
