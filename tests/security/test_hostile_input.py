@@ -27,7 +27,7 @@ from streams.core.events import (
     without_literals,
 )
 from streams.core.plan import ScoringPlan
-from streams.ingest import Ingest
+from streams.ingest import Ingest, held
 from streams.scoring.envelope import decode_envelope
 from streams.settings import Settings, load_settings
 from streams.wire.codec import decode_record, encode
@@ -83,7 +83,7 @@ def records(values: list[tuple[str, bytes | None, bytes | None]]) -> list[tuple[
         record = SimpleNamespace(
             topic=topic, partition=0, offset=offset, timestamp=1, key=key, value=value
         )
-        out.append((tp, record))
+        out.append((tp, held(record)))  # as the ingest's merge holds it
     return out
 
 
