@@ -150,8 +150,7 @@ class SchemaRegistry:
 
     def register_stored(self, topic: str, stored: StoredSchema) -> StoredSchema:
         """Register a stored schema for a topic; the copy whose header is the Confluent one."""
-        raw = json.loads(stored.path.read_text())
-        schema_id = self.register(subject_for(topic), raw)
+        schema_id = self.register(subject_for(topic), stored.raw)
         return replace(stored, header=confluent_header(schema_id))
 
     # -- lookups ---------------------------------------------------------------------------

@@ -1,16 +1,19 @@
 """Avro schemas: the event schemas derived from the one event definition, and the store of
-every schema version in `schemas/`, looked up by CRC-64-AVRO fingerprint.
+every schema version shipped in the package (`streams/schemas/`, which the top-level
+`schemas/` links to), looked up by CRC-64-AVRO fingerprint.
 
-`schemas/events/*.avsc` are generated from `streams.core.events` (`cemi schemas write`; a test
-checks the committed files are what the code generates). Older versions stay in the folder
-(e.g. `order.v1.avsc`) so that records written with them are still read.
+`events/*.avsc` are generated from `streams.core.events` (`python -m streams.wire.schemas`; a
+test checks the committed files are what the code generates). Older versions stay in the
+folder (e.g. `order.v1.avsc`) so that records written with them are still read. The files are
+package data, read with `importlib.resources`, so an installed wheel finds them.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any, Final
 
@@ -23,10 +26,20 @@ NAMESPACE: Final = "cemi.v1"
 UNKNOWN_SYMBOL: Final = "unknown"  # enum default: new symbols read as this by old readers
 
 
-def schema_dir() -> Path:
-    """`CEMI_SCHEMA_DIR`, else the `schemas/` folder of this checkout."""
-    configured = os.environ.get("CEMI_SCHEMA_DIR")
-    return Path(configured) if configured else Path(__file__).resolve().parents[2] / "schemas"
+def schema_dir() -> Traversable:
+    """The schemas shipped with the package."""
+    return resources.files("streams") / "schemas"
+
+
+def _avsc_files(folder: Traversable) -> list[tuple[str, Traversable]]:
+    """Every `.avsc` below `folder`, as (relative path, file), sorted by path."""
+    found: list[tuple[str, Traversable]] = []
+    for item in folder.iterdir():
+        if item.is_dir():
+            found.extend((f"{item.name}/{sub}", f) for sub, f in _avsc_files(item))
+        elif item.name.endswith(".avsc"):
+            found.append((item.name, item))
+    return sorted(found, key=lambda pair: pair[0])
 
 
 def _camel(name: str) -> str:
@@ -77,7 +90,8 @@ def event_type_of(record_name: str) -> str | None:
 @dataclass(frozen=True)
 class StoredSchema:
     name: str  # full record name, e.g. cemi.v1.Order
-    path: Path
+    path: str  # relative to the schema folder, e.g. out/alert.avsc
+    raw: dict[str, Any]  # the schema as written
     parsed: dict[str, Any]
     canonical: str
     header: bytes  # single-object header: C3 01 + fingerprint (little-endian)
@@ -88,12 +102,14 @@ def single_object_header(canonical: str) -> bytes:
     return b"\xc3\x01" + bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO"))
 
 
-def load_schema(path: Path) -> StoredSchema:
-    raw = json.loads(path.read_text())
+def load_schema(path: Traversable | Path, relative: str | None = None) -> StoredSchema:
+    raw = json.loads(path.read_text(encoding="utf-8"))
     parsed: dict[str, Any] = parse_schema(raw)  # type: ignore[assignment]
     canonical = to_parsing_canonical_form(raw)
     name = f"{raw.get('namespace', NAMESPACE)}.{raw['name']}"
-    return StoredSchema(name, path, parsed, canonical, single_object_header(canonical))
+    return StoredSchema(
+        name, relative or path.name, raw, parsed, canonical, single_object_header(canonical)
+    )
 
 
 class SchemaStore:
@@ -102,12 +118,11 @@ class SchemaStore:
     The current version of a record is `NAME.avsc`; older ones are `NAME.vN.avsc`.
     """
 
-    def __init__(self, folder: Path | None = None) -> None:
-        folder = folder or schema_dir()
+    def __init__(self, folder: Traversable | Path | None = None) -> None:
         self.by_header: dict[bytes, StoredSchema] = {}
         self.current: dict[str, StoredSchema] = {}
-        for path in sorted(folder.rglob("*.avsc")):
-            stored = load_schema(path)
+        for relative, path in _avsc_files(folder or schema_dir()):
+            stored = load_schema(path, relative)
             self.by_header[stored.header] = stored
             if path.name.count(".") == 1:
                 if stored.name in self.current:
@@ -125,7 +140,7 @@ def write_event_schemas(folder: Path | None = None) -> list[Path]:
     """(Re)generate `schemas/events/*.avsc` from the event definition."""
     from streams.core.events import EVENT_TYPES
 
-    target = (folder or schema_dir()) / "events"
+    target = (folder or Path(str(schema_dir()))) / "events"
     target.mkdir(parents=True, exist_ok=True)
     written = []
     for etype in EVENT_TYPES:

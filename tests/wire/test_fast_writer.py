@@ -33,7 +33,7 @@ from streams.wire.schemas import SchemaStore, StoredSchema, single_object_header
 from tests.factories import a_score_record
 
 STORE = SchemaStore()
-SCHEMAS = sorted(STORE.by_header.values(), key=lambda s: (s.name, str(s.path)))
+SCHEMAS = sorted(STORE.by_header.values(), key=lambda s: (s.name, s.path))
 OUTPUTS = ("KpiWindow", "CemiScore", "Alert", "LateEvent", "DeadLetter")
 EXAMPLES = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -86,7 +86,8 @@ ALL_TYPES = {
 }
 ALL_TYPES_SCHEMA = StoredSchema(
     "test.v1.AllTypes",
-    STORE.current_record("Alert").path,  # not read
+    "all_types.avsc",  # not read
+    ALL_TYPES,
     parse_schema(ALL_TYPES),  # type: ignore[arg-type]
     "{}",
     single_object_header('"all-types"'),
@@ -179,7 +180,7 @@ def test_every_schema_in_the_store_gets_a_specialised_writer() -> None:
         writer_of(schema)
 
 
-@pytest.mark.parametrize("schema", SCHEMAS, ids=lambda s: s.path.name)
+@pytest.mark.parametrize("schema", SCHEMAS, ids=lambda s: s.path)
 @EXAMPLES
 @given(data=st.data())
 def test_specialised_writers_write_what_fastavro_writes(
@@ -348,7 +349,7 @@ def _wrong_values(kind: Any, named: dict[str, Any]) -> list[Any]:
 
 
 @pytest.mark.parametrize(
-    "schema", [*SCHEMAS, ALL_TYPES_SCHEMA], ids=lambda s: s.path.name + ":" + s.name
+    "schema", [*SCHEMAS, ALL_TYPES_SCHEMA], ids=lambda s: s.path + ":" + s.name
 )
 @settings(max_examples=5, deadline=None)
 @given(data=st.data())
@@ -502,7 +503,7 @@ def test_schemas_the_writers_do_not_handle_go_to_fastavro(field_type: Any, value
         {"type": "record", "name": "R", "fields": [{"name": "v", "type": field_type}]}
     )
     assert compile_writer(parsed) is None  # type: ignore[arg-type]
-    schema = StoredSchema("R", SCHEMAS[0].path, parsed, "{}", single_object_header('"r"'))  # type: ignore[arg-type]
+    schema = StoredSchema("R", SCHEMAS[0].path, {}, parsed, "{}", single_object_header('"r"'))  # type: ignore[arg-type]
     assert encode(schema, {"v": value}) == fastavro_bytes(schema, {"v": value})
     with pytest.raises(InvalidRecord):
         encode(schema, {"v": 1.5})

@@ -297,7 +297,7 @@ def test_command_line_readers_decode_both_formats(fake_registry: FakeRegistry) -
 
     store = SchemaStore()
     alert_schema = store.current_record("Alert")
-    raw = json.loads(alert_schema.path.read_text())
+    raw = alert_schema.raw
     schema_id = fake_registry.add("cx.cemi.alerts-value", raw)
     alert = {
         "alert_id": "abc",

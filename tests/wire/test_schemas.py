@@ -28,7 +28,7 @@ def test_committed_event_schemas_are_what_the_event_definition_generates() -> No
 
 
 def test_every_field_has_a_doc_and_every_enum_a_default_symbol() -> None:
-    for path in schema_dir().rglob("*.avsc"):
+    for path in Path(str(schema_dir())).rglob("*.avsc"):
         schema = json.loads(path.read_text())
         for field in schema["fields"]:
             assert field.get("doc"), f"{path.name}: {field['name']} has no doc"
@@ -48,7 +48,7 @@ def test_single_object_header_is_the_pinned_crc64_fingerprint() -> None:
 
 def test_records_written_with_an_older_schema_version_are_read(tmp_path: Path) -> None:
     folder = tmp_path / "schemas"
-    shutil.copytree(schema_dir(), folder)
+    shutil.copytree(str(schema_dir()), folder)
     older = event_schema("order")
     older["fields"] = [f for f in older["fields"] if f["name"] != "lead_time_hours"]
     (folder / "events" / "order.v0.avsc").write_text(json.dumps(older))
@@ -90,3 +90,15 @@ def test_anything_else_is_refused_with_a_reason(value: bytes, code: str) -> None
     with pytest.raises(InvalidEvent) as raised:
         EventDecoder(SchemaStore()).decode(value)
     assert raised.value.code == code
+
+
+def test_the_top_level_schemas_folder_is_the_package_data_users_see() -> None:
+    # one copy: `schemas/` links to the package's folder, which the wheel ships
+    top = Path(__file__).resolve().parents[2] / "schemas"
+    packaged = {
+        str(p.relative_to(str(schema_dir()))): p.read_bytes()
+        for p in Path(str(schema_dir())).rglob("*.avsc")
+    }
+    seen = {str(p.relative_to(top)): p.read_bytes() for p in top.rglob("*.avsc")}
+    assert packaged and seen == packaged
+    assert {"events/order.avsc", "out/cemi_score.avsc"} <= set(packaged)
