@@ -323,6 +323,7 @@ class Deployment:
         self.env = {
             **os.environ,
             "CEMI_BROKER_URL": bootstrap,
+            "CEMI_BROKER_WORKAROUNDS": "true",  # the embedded broker, through its URL
             "CEMI_TOPIC_PREFIX": self.name,
             "CEMI_APP_ID": self.name,
             "CEMI_DATA_DIR": str(self.dir / "data"),

@@ -31,8 +31,9 @@ from streams.core.plan import ScoringPlan
 from streams.gc_policy import tune_gc
 from streams.ingest import Ingest
 from streams.ingest_process import IngestProcess
-from streams.kafka_compat import SCHEME, register_transport
+from streams.kafka_compat import faust_broker_url, register_transport
 from streams.kafka_security import client_kwargs, faust_credentials
+from streams.logs import logging_config
 from streams.metrics import CemiCollector, exposition, registry_for
 from streams.outputs import AvroOutputs
 from streams.resync import Resync
@@ -193,7 +194,7 @@ def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | N
     )
     app = faust.App(
         settings.app_id,
-        broker=f"{SCHEME}://{bootstrap}",
+        broker=faust_broker_url(bootstrap, settings.workarounds),
         broker_credentials=faust_credentials(settings),
         store=settings.store_url,
         datadir=str(settings.data_dir),
@@ -563,7 +564,10 @@ def run_worker(app: Any, loglevel: str = "warning") -> None:
         )
     prepare_app(app, app.conf.id)
     app.cemi.loglevel = loglevel
-    worker = faust.Worker(app, loglevel=loglevel, redirect_stdouts=False)
+    settings: Settings = app.cemi.settings
+    # text keeps Faust's own (coloured on a terminal) set-up; json replaces it
+    logs = logging_config("json", loglevel) if settings.log_format == "json" else None
+    worker = faust.Worker(app, loglevel=loglevel, redirect_stdouts=False, logging_config=logs)
     tune_gc()
     try:
         worker.execute_from_commandline()

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import sys
+from collections.abc import Callable, Iterator
+from enum import StrEnum
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Annotated
+from typing import IO, Annotated
 
 import typer
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
 from streams.core.catalog import Catalog, CatalogError, load_catalog
 from streams.core.events import InvalidEvent
@@ -20,6 +25,90 @@ catalog_app = typer.Typer(no_args_is_help=True, help="Work with scoring catalogs
 app.add_typer(catalog_app, name="catalog")
 
 EXIT_INVALID_CONFIG = 2
+
+
+class LogLevel(StrEnum):
+    debug = "debug"
+    info = "info"
+    warning = "warning"
+    error = "error"
+
+
+class WindowChoice(StrEnum):
+    month = "month"
+    day = "day"
+
+
+class WireChoice(StrEnum):
+    avro = "avro"
+    json = "json"
+    mixed = "mixed"
+
+
+class OutputChoice(StrEnum):
+    scores = "scores"
+    kpi = "kpi"
+    alerts = "alerts"
+    deadletter = "deadletter"
+    late = "late"
+
+
+class ScenarioChoice(StrEnum):
+    install_backlog = "install_backlog"
+    payment_gateway = "payment_gateway"
+    complaint_surge = "complaint_surge"
+
+
+def _version() -> str:
+    try:
+        return version("cemi-streams")
+    except PackageNotFoundError:  # a source tree that was never installed
+        return "unknown"
+
+
+def _show_version(shown: bool) -> None:
+    if shown:
+        typer.echo(f"cemi {_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_show_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """CEMI streaming scorer."""
+
+
+@contextlib.contextmanager
+def file_progress(source: IO[bytes], label: str) -> Iterator[Callable[[int], None] | None]:
+    """A progress bar on stderr over the bytes of `source` when stderr is a terminal (else
+    nothing is drawn): yields the callback to advance it by a line's bytes, or None."""
+    console = Console(stderr=True)
+    if not console.is_terminal:
+        yield None
+        return
+    try:
+        total: int | None = Path(source.name).stat().st_size
+    except (OSError, AttributeError, TypeError):
+        total = None
+    columns = (TextColumn(label), BarColumn(), DownloadColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task(label, total=total)
+        done = [0]
+
+        def advance(size: int) -> None:
+            done[0] += size
+            if done[0] >= 1 << 20:  # redrawing per line would cost more than the work
+                progress.advance(task, done[0])
+                done[0] = 0
+
+        yield advance
+
 
 CatalogOption = Annotated[
     Path | None,
@@ -70,16 +159,15 @@ def catalog_check(file: Annotated[Path, typer.Argument(help="Catalog file to val
 def score(
     events: Annotated[Path, typer.Option("--events", help="Events file, JSON lines.")],
     catalog: CatalogOption = None,
-    window: Annotated[str, typer.Option("--window", help="month or day.")] = "month",
+    window: Annotated[
+        WindowChoice, typer.Option("--window", help="Window kind of the records.")
+    ] = WindowChoice.month,
     out: Annotated[Path | None, typer.Option("--out", help="Output file (default stdout).")] = None,
 ) -> None:
     """Score an events file (batch replay); exit 1 if any line was rejected."""
     from streams.batch import Replay, dump_records
     from streams.gc_policy import tune_gc
 
-    if window not in ("month", "day"):
-        typer.echo(f"--window: must be month or day, got {window!r}", err=True)
-        raise typer.Exit(EXIT_INVALID_CONFIG)
     replay = Replay(ScoringPlan(_load(catalog)))
     tune_gc()
 
@@ -87,12 +175,12 @@ def score(
         typer.echo(f"{events}:{lineno}: rejected: {error}", err=True)
 
     try:
-        with events.open("rb") as source:
-            replay.add_lines(source, report)
+        with events.open("rb") as source, file_progress(source, "scoring") as advance:
+            replay.add_lines(_counted(source, advance), report)
     except OSError as error:
         typer.echo(f"--events: cannot read {events}: {error.strerror}", err=True)
         raise typer.Exit(EXIT_INVALID_CONFIG) from None
-    records = replay.records(window)  # type: ignore[arg-type]
+    records = replay.records(window.value)
     sink = out.open("wb") if out else sys.stdout.buffer
     try:
         sink.writelines(dump_records(records))
@@ -109,6 +197,15 @@ def score(
     )
     if stats.rejected:
         raise typer.Exit(1)
+
+
+def _counted(lines: IO[bytes], advance: Callable[[int], None] | None) -> Iterator[bytes]:
+    if advance is None:
+        yield from lines
+        return
+    for line in lines:
+        advance(len(line))
+        yield line
 
 
 def _settings(**overrides: object) -> Settings:
@@ -136,7 +233,11 @@ def broker(
     with EmbeddedBroker(port or None) as embedded:
         asyncio.run(create_topics(settings, embedded.url))
         typer.echo(embedded.url)
-        typer.echo(f"export CEMI_BROKER_URL={embedded.url}   # Ctrl-C stops the broker", err=True)
+        typer.echo(
+            f"export CEMI_BROKER_URL={embedded.url} CEMI_BROKER_WORKAROUNDS=true"
+            "   # Ctrl-C stops the broker",
+            err=True,
+        )
         # sigwait only receives signals that are blocked; unblocked, SIGTERM would end the
         # process at once and leave the broker running without us
         stopping = {signal.SIGINT, signal.SIGTERM}
@@ -146,7 +247,7 @@ def broker(
 
 @app.command()
 def worker(
-    loglevel: Annotated[str, typer.Option(help="Log level of the worker.")] = "warning",
+    loglevel: Annotated[LogLevel, typer.Option(help="Log level of the worker.")] = LogLevel.warning,
 ) -> None:
     """Run the streaming scorer (starts the embedded broker when CEMI_BROKER_URL is unset)."""
     import asyncio
@@ -161,42 +262,45 @@ def worker(
         if not settings.broker_url:
             typer.echo(f"embedded broker at {bootstrap}", err=True)
         asyncio.run(create_topics(settings, bootstrap))
-        run_worker(create_app(settings, bootstrap, plan), loglevel)
+        run_worker(create_app(settings, bootstrap, plan), loglevel.value)
 
 
 @app.command()
 def produce(
     events: Annotated[Path, typer.Option("--events", help="Events file, JSON lines.")],
-    wire: Annotated[str, typer.Option("--format", help="avro, json or mixed.")] = "avro",
+    wire: Annotated[WireChoice, typer.Option("--format", help="Wire format.")] = WireChoice.avro,
 ) -> None:
-    """Send the events of a JSON-lines file to the input topics (by type)."""
+    """Replay a JSON-lines events file to the input topics (by type), each record stamped with
+    its event time; a bad line is reported with its number and skipped (exit 1 if any)."""
     import asyncio
 
-    import orjson
-
-    from streams.produce import EventProducer
+    from streams.produce import EventProducer, replay_file
 
     settings = _settings()
-    if not settings.broker_url:
-        typer.echo("CEMI_BROKER_URL: must be set (start one with `cemi broker`)", err=True)
-        raise typer.Exit(EXIT_INVALID_CONFIG)
-    if wire not in ("avro", "json", "mixed"):
-        typer.echo(f"--format: must be avro, json or mixed, got {wire!r}", err=True)
-        raise typer.Exit(EXIT_INVALID_CONFIG)
+    bootstrap = _bootstrap(settings)
 
-    async def send() -> int:
-        async with EventProducer(settings, settings.broker_url or "", wire) as producer:  # type: ignore[arg-type]
-            with events.open("rb") as source:
-                return await producer.send_all(
-                    orjson.loads(line) for line in source if line.strip()
-                )
+    def report(lineno: int, error: InvalidEvent) -> None:
+        typer.echo(f"{events}:{lineno}: rejected: {error}", err=True)
 
-    typer.echo(f"sent {asyncio.run(send())} events", err=True)
+    async def send() -> tuple[int, int]:
+        async with EventProducer(settings, bootstrap, wire.value) as producer:
+            with events.open("rb") as source, file_progress(source, "sending") as advance:
+                done = await replay_file(producer, source, report, advance)
+        return done.sent, done.rejected
+
+    try:
+        sent, rejected = asyncio.run(send())
+    except OSError as error:
+        typer.echo(f"--events: cannot read {events}: {error.strerror}", err=True)
+        raise typer.Exit(EXIT_INVALID_CONFIG) from None
+    typer.echo(f"sent {sent} events, rejected {rejected} lines", err=True)
+    if rejected:
+        raise typer.Exit(1)
 
 
 @app.command()
 def tail(
-    what: Annotated[str, typer.Argument(help="scores, kpi, alerts, deadletter or late.")],
+    what: Annotated[OutputChoice, typer.Argument(help="The output topic.")],
     from_beginning: Annotated[bool, typer.Option("--from-beginning")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per record.")] = False,
     idle_exit: Annotated[
@@ -210,20 +314,15 @@ def tail(
 
     from streams.kafka_security import client_kwargs
     from streams.tail import read_topic
-    from streams.topics import OUTPUT, Topics
+    from streams.topics import Topics
 
     settings = _settings()
-    if what not in OUTPUT:
-        typer.echo(f"what: must be one of {tuple(OUTPUT)}, got {what!r}", err=True)
-        raise typer.Exit(EXIT_INVALID_CONFIG)
-    if not settings.broker_url:
-        typer.echo("CEMI_BROKER_URL: must be set", err=True)
-        raise typer.Exit(EXIT_INVALID_CONFIG)
+    bootstrap = _bootstrap(settings)
 
     async def run() -> None:
-        topic = Topics(settings).output(what)
+        topic = Topics(settings).output(what.value)
         async for _, record in read_topic(
-            settings.broker_url or "",
+            bootstrap,
             topic,
             from_beginning=from_beginning,
             idle_exit_s=idle_exit,
@@ -252,10 +351,12 @@ def simulate(
     duration: Annotated[float | None, typer.Option(help="Seconds to run (live).")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
     scenario: Annotated[
-        list[str] | None,
-        typer.Option(help="Incident: install_backlog, payment_gateway, complaint_surge."),
+        list[ScenarioChoice] | None, typer.Option(help="An incident to simulate (repeatable).")
     ] = None,
-    wire: Annotated[str, typer.Option("--format", help="avro, json or mixed.")] = "avro",
+    days: Annotated[
+        float, typer.Option(help="Without --rate: the span of event time, ending now.", min=0.001)
+    ] = 2.0,
+    wire: Annotated[WireChoice, typer.Option("--format", help="Wire format.")] = WireChoice.avro,
     out: Annotated[Path | None, typer.Option(help="Write JSON lines here instead.")] = None,
 ) -> None:
     """Produce realistic events: live at a rate, as fast as possible up to a count, or to a file."""
@@ -276,8 +377,9 @@ def simulate(
                 rate=rate,
                 count=count,
                 seed=seed,
-                scenarios=tuple(scenario or ()),
-                wire=wire,
+                scenarios=tuple(s.value for s in scenario or ()),
+                wire=wire.value,
+                span_ms=round(days * 86_400_000),
                 out=out,
                 start_ms=None,
                 duration_s=duration,

@@ -358,6 +358,8 @@ def worker_env(settings: Settings, url: str, port: int, data_dir: Path) -> dict[
             env[f"CEMI_{name.upper()}"] = str(value)
     env.update(
         CEMI_BROKER_URL=url,
+        # the worker is given a URL, but the broker is still ours when none was configured
+        CEMI_BROKER_WORKAROUNDS=str(settings.workarounds).lower(),
         CEMI_WEB_PORT=str(port),
         CEMI_DATA_DIR=str(data_dir),
         CEMI_STORE="memory",

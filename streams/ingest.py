@@ -31,7 +31,7 @@ from streams.core.events import (
     without_literals,
 )
 from streams.core.plan import ScoringPlan
-from streams.kafka_compat import leave_group_in_generation_zero, true_end_offsets
+from streams.kafka_compat import adapt_consumer, end_offsets
 from streams.kafka_security import client_kwargs
 from streams.scoring.envelope import encode_envelope, entry_for, partition_for, source_key
 from streams.settings import Settings
@@ -101,9 +101,12 @@ class GroupBacklog:
     behind the end, whoever owns the partition.
     """
 
-    def __init__(self, consumer: AIOKafkaConsumer, topics: list[str]) -> None:
+    def __init__(
+        self, consumer: AIOKafkaConsumer, topics: list[str], workarounds: bool = False
+    ) -> None:
         self.consumer = consumer
         self.topics = topics
+        self.workarounds = workarounds
         self.behind: set[str] = set()
         # read since the last assignment: until then no envelope goes out (it would let the
         # fold's watermark run ahead of the other ingests' unread partitions)
@@ -128,7 +131,7 @@ class GroupBacklog:
             return
         try:
             committed = await self.consumer._coordinator.fetch_committed_offsets(tps)
-            ends = await true_end_offsets(self.consumer, tps)
+            ends = await end_offsets(self.consumer, tps, self.workarounds)
         except Exception as error:  # the view is kept until the next refresh succeeds
             log.debug("group backlog not refreshed: %r", error)
             return
@@ -186,11 +189,11 @@ class Ingest:
         batch = self.settings.ingest_batch_events
         aligner: Aligner[TopicPartition] = Aligner(max_wait_s=ALIGN_MAX_WAIT_S)
         consumer = self.consumer()
-        group_backlog = GroupBacklog(consumer, self.topics.inputs)
+        group_backlog = GroupBacklog(consumer, self.topics.inputs, self.settings.workarounds)
         consumer.subscribe(self.topics.inputs, listener=_DropOnRevoke(aligner, group_backlog))
         await consumer.start()
         self.stats.running = True
-        leave_group_in_generation_zero(consumer)
+        adapt_consumer(consumer, self.settings.workarounds)
         found = await self.producer.partitions_for(self.topics.envelopes)
         self.envelope_partitions = len(found) if found else self.settings.partitions
         paused: set[TopicPartition] = set()

@@ -35,6 +35,7 @@ from streams.core.catalog import load_catalog
 from streams.core.plan import ScoringPlan
 from streams.gc_policy import INGEST_THRESHOLDS, tune_gc
 from streams.ingest import STOP_TIMEOUT_S, Ingest, IngestStats
+from streams.logs import configure_logging
 from streams.outputs import AvroOutputs
 from streams.sending import batch_producer
 from streams.settings import Settings
@@ -223,12 +224,8 @@ async def _serve(settings: Settings, bootstrap: str, plan: ScoringPlan, store: S
 def main() -> None:
     bootstrap, level, parent = sys.argv[1], sys.argv[2], int(sys.argv[3])
     _die_with(parent)
-    logging.basicConfig(
-        level=level,
-        stream=sys.stderr,
-        format="[%(asctime)s] [%(process)d] [%(levelname)s] ingest: %(message)s",
-    )
     settings = Settings(**orjson.loads(sys.stdin.buffer.readline()))
+    configure_logging(settings.log_format, level)
     plan = ScoringPlan(load_catalog(settings.catalog))
     asyncio.run(_serve(settings, bootstrap, plan, _schemas(settings)))
 

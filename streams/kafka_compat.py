@@ -1,4 +1,8 @@
-"""Work-arounds for the embedded broker (Tansu 0.6) that are harmless on real Kafka.
+"""Work-arounds for the embedded broker (Tansu 0.6), on only where it is used.
+
+`Settings.workarounds` decides: on with the embedded broker (no `CEMI_BROKER_URL`), off
+against a broker URL unless `CEMI_BROKER_WORKAROUNDS=true` (`cemi broker` prints that beside
+its URL). Items 1-3 are the broker's; they are applied only then:
 
 1. `ListOffsets(latest)` returns the base offset of the last record batch + 1, not the end:
    Faust takes it as the table-recovery target and would recover stale tables. The true end
@@ -11,7 +15,7 @@
    waited ~0.75 s, and the fold sat idle for a third of a catch-up. Ours asks for 0.1 s, as
    the ingest does; on Kafka this only means more empty fetches of an idle worker.
 
-And two for Faust itself, on any broker:
+And two for Faust itself, on any broker (they fix Faust, not the broker):
 
 4. Faust's producer `flush()` (before a recovery reads the changelogs' ends) gives up on its
    send buffer when a message takes over 0.1 s to be handed on, which a loaded worker easily
@@ -20,7 +24,8 @@ And two for Faust itself, on any broker:
    set `resume_positions(tps) -> {tp: offset}` on itself: a partition whose recovered state
    holds less than that offset says so, and is resumed at its own position instead.
 
-Faust gets them through a transport registered under the `cemi` URL scheme.
+Faust gets them through transports registered under two URL schemes: `cemi` (4 and 5) and
+`cemi-embedded` (all five); `faust_broker_url` picks one.
 """
 
 from __future__ import annotations
@@ -39,7 +44,8 @@ from faust.transport import drivers
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
 log = logging.getLogger(__name__)
-SCHEME = "cemi"
+SCHEME = "cemi"  # Faust's own fixes (4, 5)
+EMBEDDED_SCHEME = "cemi-embedded"  # and the embedded broker's work-arounds (1-3)
 FLUSH_TIMEOUT_S = 30.0
 FETCH_MAX_WAIT_MS = 100  # the worker consumer's fetch wait (see 3. above)
 
@@ -88,6 +94,22 @@ async def true_end_offsets(
     return {tp: max(highwaters.get(tp, -1), listed[tp]) for tp in tps if tp in listed}
 
 
+async def end_offsets(
+    consumer: AIOKafkaConsumer, partitions: Iterable[TopicPartition], workarounds: bool
+) -> dict[TopicPartition, int]:
+    """The partitions' end offsets: ListOffsets, or with the work-arounds (1.) the fetch
+    high watermark."""
+    if workarounds:
+        return await true_end_offsets(consumer, partitions)
+    return cast(dict[TopicPartition, int], await consumer.end_offsets(list(partitions)))
+
+
+def adapt_consumer(consumer: AIOKafkaConsumer, workarounds: bool) -> None:
+    """A started aiokafka group consumer of ours, with the work-arounds when they are on (2.)."""
+    if workarounds:
+        leave_group_in_generation_zero(consumer)
+
+
 def leave_group_in_generation_zero(consumer: AIOKafkaConsumer) -> None:
     """Make a started consumer send LeaveGroup on stop even in generation 0 (Tansu)."""
     coordinator = consumer._coordinator
@@ -112,7 +134,7 @@ def leave_group_in_generation_zero(consumer: AIOKafkaConsumer) -> None:
     coordinator._maybe_leave_group = maybe_leave_group
 
 
-class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+class _EmbeddedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     def _create_worker_consumer(self, transport: Any) -> AIOKafkaConsumer:
         consumer = super()._create_worker_consumer(transport)
         consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # read by start(), for its fetcher
@@ -130,9 +152,6 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
 
 
 class _Consumer(faust_aiokafka.Consumer):
-    def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
-        return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
-
     async def seek_to_committed(self) -> Mapping[Any, int]:
         """Faust's `perform_seek` after every recovery: the committed offsets, except where
         the app's recovered state asks to resume earlier."""
@@ -165,11 +184,28 @@ class _Producer(faust_aiokafka.Producer):
         await super().flush()
 
 
+class _EmbeddedConsumer(_Consumer):
+    def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
+        return _EmbeddedConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+
 class Transport(faust_aiokafka.Transport):
     Consumer = _Consumer
     Producer = _Producer
 
 
+class EmbeddedTransport(faust_aiokafka.Transport):
+    Consumer = _EmbeddedConsumer
+    Producer = _Producer
+
+
 def register_transport() -> None:
-    """Faust apps with `broker="cemi://host:port"` use the transport above."""
+    """Faust apps with `broker="cemi://..."` or `"cemi-embedded://..."` use ours."""
     drivers.TRANSPORTS.aliases[SCHEME] = f"{__name__}:Transport"
+    drivers.TRANSPORTS.aliases[EMBEDDED_SCHEME] = f"{__name__}:EmbeddedTransport"
+
+
+def faust_broker_url(bootstrap: str, workarounds: bool) -> str:
+    """Faust's broker URL for `host:port,host:port` (Faust separates servers with `;`)."""
+    scheme = EMBEDDED_SCHEME if workarounds else SCHEME
+    return ";".join(f"{scheme}://{server}" for server in bootstrap.split(","))

@@ -5,6 +5,7 @@ An invalid setting refuses to start with the variable named (`SettingsError`).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -19,6 +20,10 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PositiveMs = Annotated[int, Field(gt=0)]
+OutputFormat = Literal["avro", "json"]
+LogFormat = Literal["text", "json"]
+DAY_MS = 86_400_000
+_HOST_PORT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):([0-9]{1,5})$")
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 MIN_HMAC_KEY_BYTES = 16
@@ -37,8 +42,19 @@ class Settings(BaseSettings):
 
     broker_url: str | None = Field(
         None,
-        description="Kafka bootstrap servers (host:port,...); unset: start the embedded broker",
+        description="Kafka bootstrap servers (host:port,... or kafka://host:port;...); unset: "
+        "start the embedded broker",
     )
+    # The embedded broker's work-arounds (streams/kafka_compat.py); unset: on exactly when the
+    # embedded broker is used (no CEMI_BROKER_URL). `cemi broker` prints `...=true` for its URL.
+    broker_workarounds: bool | None = None
+    # what the output topics carry: Avro (single-object, or Confluent-framed with a registry)
+    # or one UTF-8 JSON object per record, with the Avro schema's field names
+    output_format: OutputFormat = "avro"
+    # compacted output topics: cleanup.policy=compact,delete with this retention; a final
+    # window whose end is this far behind the watermark has its keys tombstoned
+    output_retention_days: Annotated[int, Field(ge=1, le=36_500)] = 400
+    log_format: LogFormat = "text"
     topic_prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")] = "cx"
     partitions: Annotated[int, Field(ge=1, le=256)] = 4
     replication_factor: Annotated[int, Field(ge=1, le=5)] = 1
@@ -85,6 +101,36 @@ class Settings(BaseSettings):
 
     _sasl_secret: SecretStr | None = PrivateAttr(None)
     _hmac_key: SecretStr | None = PrivateAttr(None)
+
+    @field_validator("broker_url")
+    @classmethod
+    def _bootstrap_servers(cls, url: str | None) -> str | None:
+        """`host:port[,host:port]` or Faust's `kafka://host:port[;host:port]`, as the
+        `host:port,host:port` aiokafka takes."""
+        if url is None or not url.strip():
+            return None
+        servers = []
+        for part in re.split(r"[;,]", url.strip()):
+            scheme, sep, server = part.strip().rpartition("://")
+            if sep and scheme != "kafka":
+                raise ValueError(f"unknown scheme {scheme!r}: use kafka://host:port or host:port")
+            servers.append(server.rstrip("/"))
+        for server in servers:
+            found = _HOST_PORT.match(server)
+            if found is None or not 0 < int(found.group(2)) < 65536:
+                raise ValueError(f"{server!r} is not host:port")
+        return ",".join(servers)
+
+    @property
+    def workarounds(self) -> bool:
+        """Whether the embedded broker's work-arounds are on (see `broker_workarounds`)."""
+        if self.broker_workarounds is not None:
+            return self.broker_workarounds
+        return self.broker_url is None
+
+    @property
+    def output_retention_ms(self) -> int:
+        return self.output_retention_days * DAY_MS
 
     @field_validator("rolling_slice_ms")
     @classmethod

@@ -150,7 +150,11 @@ def test_broker_simulate_produce_and_tail_work_together(tmp_path: Path) -> None:
             env=env,
             timeout=60,
         )
-        assert sent.returncode == 0 and "sent 5" in sent.stderr, sent.stderr
+        # the bad last line is reported with its number, the others are sent: exit 1
+        assert sent.returncode == 1, sent.stderr
+        lines = events.read_text().count("\n")
+        assert f"events.jsonl:{lines}: rejected: missing_field" in sent.stderr, sent.stderr
+        assert f"sent {lines - 1} events, rejected 1 lines" in sent.stderr, sent.stderr
         # no worker runs, so nothing is dead-lettered yet: tail exits after 2 idle seconds
         tail = subprocess.run(
             [CEMI, "tail", "deadletter", "--from-beginning", "--json", "--idle-exit", "2"],

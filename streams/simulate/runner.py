@@ -186,12 +186,13 @@ async def _run_historic(
     seed: int,
     scenarios: tuple[str, ...],
     start_ms: int | None,
+    span_ms: int = HISTORIC_SPAN_MS,
 ) -> int:
-    start = now_ms() - HISTORIC_SPAN_MS if start_ms is None else start_ms
-    third = HISTORIC_SPAN_MS // 3
+    start = now_ms() - span_ms if start_ms is None else start_ms
+    third = span_ms // 3
     incidents = incidents_for(scenarios, units, start + third, start + 2 * third)
     generator = Generator(
-        units=units, start_ms=start, span_ms=HISTORIC_SPAN_MS, seed=seed, incidents=incidents
+        units=units, start_ms=start, span_ms=span_ms, seed=seed, incidents=incidents
     )
     return await sink.send_all(generator.events(DEFAULT_COUNT if count is None else count))
 
@@ -209,21 +210,29 @@ async def simulate(
     out: Path | None,
     start_ms: int | None,
     duration_s: float | None,
+    span_ms: int = HISTORIC_SPAN_MS,
 ) -> int:
     """Generate events and send them to the input topics (or write them to `out`); return how
     many were produced (subscriber_base snapshots included).
 
     rate given: live, event times follow the wall clock from start_ms (default now), until
     `count` events or `duration_s` seconds (forever if neither); incidents start 20 s in and
-    last 15 minutes. rate None: `count` events (default 100 000) over the two days from
-    start_ms (default: ending now), as fast as possible; incidents cover the middle third.
+    last 15 minutes. rate None: `count` events (default 100 000) over `span_ms` (default two
+    days) from start_ms (default: ending now), as fast as possible; incidents cover the middle
+    third.
     """
     _check(units, rate, count, wire)
     incidents_for(scenarios, units, 0, 0)  # fail on an unknown scenario before connecting
     async with _open_sink(settings, bootstrap, wire, out) as sink:
         if rate is None:
             return await _run_historic(
-                sink, units=units, count=count, seed=seed, scenarios=scenarios, start_ms=start_ms
+                sink,
+                units=units,
+                count=count,
+                seed=seed,
+                scenarios=scenarios,
+                start_ms=start_ms,
+                span_ms=span_ms,
             )
         return await _run_live(
             sink,
