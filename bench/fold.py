@@ -42,7 +42,7 @@ from streams.core.catalog import load_catalog
 from streams.core.events import validate_event
 from streams.core.plan import ScoringPlan
 from streams.gc_policy import tune_gc
-from streams.outputs import AvroOutputs
+from streams.outputs import OutputMessages
 from streams.scoring.envelope import encode_envelope, entry_for, partition_for
 from streams.scoring.fold import FoldConfig
 from streams.scoring.service import ScoringService
@@ -50,6 +50,7 @@ from streams.settings import load_settings
 from streams.simulate.generator import Generator
 from streams.topics import Topics
 from streams.wire.codec import EventDecoder, encode
+from streams.wire.outputs import OutputCodec
 from streams.wire.schemas import SchemaStore
 
 
@@ -120,7 +121,7 @@ def main() -> None:
         rolling_slice_ms=settings.rolling_slice_ms,
         source_idle_ms=settings.idle_advance_ms,
     )
-    outputs = AvroOutputs(Topics(settings), store)
+    outputs = OutputMessages(Topics(settings), OutputCodec(store))
     service = ScoringService(
         plan, config, outputs, flush_interval_s=3600, idle_advance_s=3600,
         flush_max_pending=args.flush_every,

@@ -13,6 +13,7 @@ from streams.scoring.envelope import partition_for
 from streams.settings import Settings
 from streams.tail import latest_by_key
 from streams.topics import Topics
+from streams.wire.outputs import reader_codec
 
 
 async def current_alerts(
@@ -24,6 +25,7 @@ async def current_alerts(
         Topics(settings).output("alerts"),
         idle_exit_s=1.5,
         security=client_kwargs(settings),
+        codec=reader_codec(settings.schema_registry_url),
     )
     alerts = [a for a in latest.values() if "alert_id" in a]
     if not include_resolved:

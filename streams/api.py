@@ -36,8 +36,7 @@ from streams.core.records import LEVELS
 from streams.core.windows import CALENDAR_KINDS
 from streams.kafka_security import client_kwargs
 from streams.settings import SettingsError
-from streams.wire.codec import SINGLE_OBJECT_MAGIC, decode_record
-from streams.wire.registry import RegistryError, SchemaRegistry, decode_framed
+from streams.wire.registry import RegistryError, SchemaRegistry
 
 if TYPE_CHECKING:
     from streams.app import Runtime
@@ -135,6 +134,17 @@ class OutputView:
             window.records[key] = Latest(parts, value)
             window._order = None
 
+    def forget_score(self, key: bytes | None) -> None:
+        parts = key_parts(key)
+        if parts is None or key is None:
+            return
+        window = self.windows.get((parts[5], parts[1]))
+        if window is not None and window.start == parts[6]:
+            if window.records.pop(key, None) is not None:
+                window._order = None
+            if not window.records:
+                del self.windows[(parts[5], parts[1])]
+
     def add_alert(self, record: dict[str, Any]) -> None:
         alert_id = record.get("alert_id")
         if isinstance(alert_id, str):
@@ -156,13 +166,6 @@ class OutputView:
                     and (touchpoint is None or parts[3] == touchpoint)
                 ):
                     yield latest
-
-
-async def decode_any(runtime: Runtime, value: bytes) -> dict[str, Any]:
-    """A record of an output topic: single-object Avro or Confluent-framed."""
-    if value[:2] == SINGLE_OBJECT_MAGIC:
-        return decode_record(runtime.store, value)[1]
-    return (await decode_framed(runtime.store, value))[1]
 
 
 # --------------------------------------------------------------------------------------------
@@ -443,7 +446,7 @@ class Api:
         for i, latest in enumerate(kept, 1):
             if latest.record is None:
                 try:
-                    latest.record = await decode_any(self.runtime, latest.raw)
+                    latest.record = await self.runtime.outputs.codec.decode_async(latest.raw)
                 except Exception as error:  # fastavro raises many kinds for corrupt bodies
                     self.view.undecodable += 1
                     log.debug("undecodable output record: %r", error)
@@ -455,14 +458,16 @@ class Api:
     async def follow(self) -> None:
         topics = self.runtime.topics
         scores, kpi, alerts = (topics.output(n) for n in ("scores", "kpi", "alerts"))
+        codec = self.runtime.outputs.codec
         async for message in follow_topics(
             self.settings, self.runtime.bootstrap, [scores, kpi, alerts], self
         ):
-            if message.value is None:
+            if message.value is None:  # a tombstone: the window left the retention
+                self.view.forget_score(message.key)
                 continue
             if message.topic == alerts:
                 try:
-                    self.view.add_alert(await decode_any(self.runtime, message.value))
+                    self.view.add_alert(await codec.decode_async(message.value))
                 except Exception as error:  # a corrupt record must not stop the following
                     self.view.undecodable += 1
                     log.debug("undecodable alert record: %r", error)

@@ -34,8 +34,8 @@ from streams.ingest_process import IngestProcess
 from streams.kafka_compat import faust_broker_url, register_transport
 from streams.kafka_security import client_kwargs, faust_credentials
 from streams.logs import logging_config
-from streams.metrics import CemiCollector, exposition, registry_for
-from streams.outputs import AvroOutputs
+from streams.metrics import CemiCollector, LatencyHistogram, exposition, registry_for
+from streams.outputs import OutputMessages
 from streams.resync import Resync
 from streams.scoring.fold import FoldConfig, control_key, resume_position
 from streams.scoring.network import NetworkState, decode_summary
@@ -45,6 +45,7 @@ from streams.sending import BatchSender, SendTracker, batch_producer
 from streams.settings import Settings
 from streams.tail import follow_json
 from streams.topics import Topics
+from streams.wire.outputs import OutputCodec
 from streams.wire.schemas import SchemaStore
 
 log = logging.getLogger(__name__)
@@ -89,7 +90,7 @@ class ConfirmingTable(faust.Table):  # type: ignore[misc,type-arg]
                 del self.data[key]
         else:
             self.data[key] = value
-        self._queued.append((changelog.get_topic_name(), value, encoded, partition))
+        self._queued.append((changelog.get_topic_name(), value, encoded, partition, None))
 
     def persist(self, sender: BatchSender) -> asyncio.Future[None]:
         """Send what `put` queued, after the previous `persist` (one send at a time keeps
@@ -143,7 +144,7 @@ class Runtime:
     topics: Topics
     store: SchemaStore
     scoring: ScoringService
-    outputs: AvroOutputs
+    outputs: OutputMessages
     views: dict[tuple[str, int], NetworkView]
     producer: AIOKafkaProducer | None = None
     sender: BatchSender | None = None
@@ -173,7 +174,8 @@ def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | N
         rolling_slice_ms=settings.rolling_slice_ms,
         source_idle_ms=settings.idle_advance_ms,
     )
-    outputs = AvroOutputs(topics, store)
+    outputs = OutputMessages(topics, OutputCodec(store, settings.output_format))
+    latency = LatencyHistogram()
     views: dict[tuple[str, int], NetworkView] = {}
     runtime = Runtime(
         outputs=outputs,
@@ -190,6 +192,8 @@ def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | N
             flush_interval_s=settings.emit_interval_ms / 1000,
             idle_advance_s=settings.idle_advance_ms / 1000,
             means=lambda kind, start: views.get((kind, start)),
+            retention_ms=settings.output_retention_ms,
+            observe_latency=latency.observe,
         ),
     )
     app = faust.App(
@@ -501,6 +505,7 @@ def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | N
             runtime.scoring,
             lambda: runtime.ingest.stats if runtime.ingest else None,
             plan.version,
+            latency,
         )
     )
 

@@ -315,6 +315,7 @@ def tail(
     from streams.kafka_security import client_kwargs
     from streams.tail import read_topic
     from streams.topics import Topics
+    from streams.wire.outputs import reader_codec
 
     settings = _settings()
     bootstrap = _bootstrap(settings)
@@ -327,6 +328,7 @@ def tail(
             from_beginning=from_beginning,
             idle_exit_s=idle_exit,
             security=client_kwargs(settings),
+            codec=reader_codec(settings.schema_registry_url),
         ):
             if as_json:
                 record = {k: (v.hex() if isinstance(v, bytes) else v) for k, v in record.items()}

@@ -36,7 +36,8 @@ from streams.kafka_security import client_kwargs
 from streams.scoring.envelope import encode_envelope, entry_for, partition_for, source_key
 from streams.settings import Settings
 from streams.topics import Topics
-from streams.wire.codec import EventDecoder, encode
+from streams.wire.codec import EventDecoder
+from streams.wire.outputs import OutputCodec
 from streams.wire.schemas import SchemaStore
 
 log = logging.getLogger(__name__)
@@ -160,7 +161,8 @@ class Ingest:
         self.plan = plan
         self.topics = Topics(settings)
         self.decoder = EventDecoder(store, settings.max_event_bytes)
-        self.dead_letter_schema = store.current_record("DeadLetter")
+        # in the output format (after a registry's framing, which the store already holds)
+        self.encode_dead_letter = OutputCodec(store, settings.output_format).encoder("DeadLetter")
         self.bootstrap = bootstrap
         self.producer = producer
         self.stats = IngestStats()
@@ -407,8 +409,7 @@ class Ingest:
         reason = error.text
         if self.settings.hmac_key is not None:
             original, original_key, reason = self._pseudonymous(original, original_key, reason)
-        body = encode(
-            self.dead_letter_schema,
+        body = self.encode_dead_letter(
             {
                 "original": original,
                 "original_key": original_key,

@@ -36,10 +36,11 @@ from streams.core.plan import ScoringPlan
 from streams.gc_policy import INGEST_THRESHOLDS, tune_gc
 from streams.ingest import STOP_TIMEOUT_S, Ingest, IngestStats
 from streams.logs import configure_logging
-from streams.outputs import AvroOutputs
+from streams.outputs import OutputMessages
 from streams.sending import batch_producer
 from streams.settings import Settings
 from streams.topics import Topics
+from streams.wire.outputs import OutputCodec
 from streams.wire.registry import SchemaRegistry
 from streams.wire.schemas import SchemaStore
 
@@ -183,7 +184,7 @@ def _schemas(settings: Settings) -> SchemaStore:
     registration again returns their ids)."""
     store = SchemaStore()
     if settings.schema_registry_url:
-        outputs = AvroOutputs(Topics(settings), store)
+        outputs = OutputMessages(Topics(settings), OutputCodec(store, settings.output_format))
         outputs.use_registry(SchemaRegistry(settings.schema_registry_url))
     return store
 

@@ -44,50 +44,19 @@ WindowRecords = tuple[int, tuple[str, str, int], Mapping[Any, Mapping[str, Any]]
 
 
 class LatencyHistogram:
-    """Cumulative event->score latency, fed from the publisher's last published rows.
-
-    Observed once per window publication (the rows of one publication share
-    `published_at_ms` and `newest_event_ingest_ms`): at every scrape, each window whose newest
-    publication was not seen yet adds one observation. Publications of the same window
-    superseded between two scrapes are not seen; final re-publications (a window closing,
-    no new event) are not latency and are skipped.
-    """
+    """Cumulative event->score latency: one observation per window publication, made when
+    the publication is built (`ScoringService.observe_latency`), whatever the scrapes do.
+    Final re-publications (a window closing, no new event) are not latency."""
 
     def __init__(self, buckets: Iterable[float] = LATENCY_BUCKETS_S) -> None:
         self.bounds = tuple(sorted(buckets))
         self.counts = [0] * (len(self.bounds) + 1)  # the last one is +Inf
         self.total = 0.0
-        self._seen: dict[tuple[int, Any], int] = {}
 
     def observe(self, seconds: float) -> None:
         index = next((i for i, b in enumerate(self.bounds) if seconds <= b), len(self.bounds))
         self.counts[index] += 1
         self.total += seconds
-
-    def update(self, windows: Iterable[WindowRecords]) -> None:
-        present: set[tuple[int, Any]] = set()
-        for partition, key, rows in windows:
-            newest: Mapping[str, Any] | None = None
-            for row in rows.values():
-                published = row.get("published_at_ms")
-                if published is not None and (
-                    newest is None or published > newest["published_at_ms"]
-                ):
-                    newest = row
-            if newest is None:
-                continue
-            seen_key = (partition, key)
-            present.add(seen_key)
-            published_ms = newest["published_at_ms"]
-            if self._seen.get(seen_key) == published_ms:
-                continue
-            self._seen[seen_key] = published_ms
-            ingest_ms = newest.get("newest_event_ingest_ms")
-            if ingest_ms is None or newest.get("final"):
-                continue
-            self.observe(max(0.0, (published_ms - ingest_ms) / 1000))
-        for gone in set(self._seen) - present:
-            del self._seen[gone]
 
     def family(self, name: str, documentation: str) -> HistogramMetricFamily:
         cumulative, buckets = 0, []
@@ -107,11 +76,12 @@ class CemiCollector(Collector):
         scoring: ScoringService,
         ingest_stats: Callable[[], Any],
         catalog_version: str,
+        latency: LatencyHistogram | None = None,
     ) -> None:
         self.scoring = scoring
         self.ingest_stats = ingest_stats
         self.catalog_version = catalog_version
-        self.latency = LatencyHistogram()
+        self.latency = latency or LatencyHistogram()
 
     def collect(self) -> Iterator[Metric]:
         yield from self._pipeline()
@@ -188,11 +158,10 @@ class CemiCollector(Collector):
 
     def _scores(self) -> Iterator[Metric]:
         windows = self._windows()
-        self.latency.update(windows)
         yield self.latency.family(
             "cemi_score_latency_seconds",
             "Event ingest to score publication: publish time minus the ingest time of the "
-            "newest event in the window, once per window publication seen at scrape time",
+            "newest event in the window, once per window publication",
         )
         key_labels = ["level", "unit", "service", "touchpoint", "window"]
         kpi_labels = ["unit", "service", "touchpoint", "kpi", "window"]

@@ -1,9 +1,15 @@
-"""Encoding of everything the scorer publishes (Avro single-object, or Confluent-framed with
-a schema registry) and where it goes."""
+"""The messages of everything the scorer publishes: which topic, key, partition and record
+timestamp, and the bytes (in the format `streams.wire.outputs.OutputCodec` writes).
+
+Score and KPI records carry their window's start as the record timestamp (event time): the
+topics' time retention then counts in windows, not in publication times, and a reader can
+seek to the newest windows by timestamp (`offsets_for_times`) instead of reading history.
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
@@ -13,53 +19,51 @@ from streams.scoring.network import encode_summary, progress_key, summary_key
 from streams.scoring.publish import record_topic_key
 from streams.scoring.service import TICK, Message
 from streams.topics import Topics
-from streams.wire.codec import encode
-from streams.wire.registry import SchemaRegistry, frame_outputs
-from streams.wire.schemas import SchemaStore
-
-# output topic -> the record its values carry
-OUTPUT_RECORDS = {
-    "kpi": "KpiWindow",
-    "scores": "CemiScore",
-    "late": "LateEvent",
-    "alerts": "Alert",
-    "deadletter": "DeadLetter",
-}
+from streams.wire.outputs import OutputCodec
+from streams.wire.registry import SchemaRegistry
 
 
-class AvroOutputs:
-    def __init__(self, topics: Topics, store: SchemaStore) -> None:
+class OutputMessages:
+    def __init__(self, topics: Topics, codec: OutputCodec) -> None:
         self.topics = topics
-        self.store = store
-        self._load_schemas()
+        self.codec = codec
+        self._load_encoders()
         self.kpi_topic = topics.output("kpi")
         self.scores_topic = topics.output("scores")
         self.late_topic = topics.output("late")
         self.alerts_topic = topics.output("alerts")
 
-    def _load_schemas(self) -> None:
-        store = self.store
-        self.kpi_schema = store.current_record("KpiWindow")
-        self.score_schema = store.current_record("CemiScore")
-        self.late_schema = store.current_record("LateEvent")
-        self.alert_schema = store.current_record("Alert")
+    def _load_encoders(self) -> None:
+        encoder = self.codec.encoder
+        self.encode_kpi = encoder("KpiWindow")
+        self.encode_score = encoder("CemiScore")
+        self.encode_late = encoder("LateEvent")
+        self.encode_alert = encoder("Alert")
 
     def use_registry(self, registry: SchemaRegistry) -> None:
-        """Confluent-framed output from now on: registers every output schema under
-        `<topic>-value` (blocking: call it at start-up, before anything is published)."""
-        topics = {name: self.topics.output(name) for name in OUTPUT_RECORDS}
-        frame_outputs(self.store, registry, {topics[n]: r for n, r in OUTPUT_RECORDS.items()})
-        self._load_schemas()
+        """Confluent-framed Avro from now on (see `OutputCodec.use_registry`)."""
+        topics = {name: self.topics.output(name) for name in ("kpi", "scores", "late")}
+        topics.update(alerts=self.alerts_topic, deadletter=self.topics.output("deadletter"))
+        self.codec.use_registry(registry, topics)
+        self._load_encoders()
 
     def score_message(self, record: dict[str, Any]) -> Message:
+        key = record_topic_key(record)
+        start = record["window_start_ms"]
         if record["level"] == "kpi":
-            return self.kpi_topic, encode(self.kpi_schema, record), record_topic_key(record), None
-        return self.scores_topic, encode(self.score_schema, record), record_topic_key(record), None
+            return self.kpi_topic, self.encode_kpi(record), key, None, start
+        return self.scores_topic, self.encode_score(record), key, None, start
+
+    def tombstones(self, keys: Iterable[tuple[str, bytes]]) -> list[Message]:
+        """Deletions of published records, by (level, key): what compaction then drops."""
+        return [
+            (self.kpi_topic if level == "kpi" else self.scores_topic, None, key, None, None)
+            for level, key in keys
+        ]
 
     def late_message(self, entry: Entry, watermark_ms: int, lateness_ms: int) -> Message:
         topic, _, partition = entry.source.rpartition("#")
-        value = encode(
-            self.late_schema,
+        value = self.encode_late(
             {
                 "event_id": entry.event_id,
                 "event_type": entry.type,
@@ -73,28 +77,24 @@ class AvroOutputs:
                 "source_offset": entry.offset,
             },
         )
-        return (
-            self.late_topic,
-            value,
-            entry.source.encode() + b"#" + str(entry.offset).encode(),
-            None,
-        )
+        key = entry.source.encode() + b"#" + str(entry.offset).encode()
+        return self.late_topic, value, key, None, entry.event_time
 
     def alert_message(self, alert: dict[str, Any]) -> Message:
-        value = encode(self.alert_schema, {**alert, "published_at_ms": int(time.time() * 1000)})
-        return self.alerts_topic, value, alert["alert_id"].encode(), None
+        value = self.encode_alert({**alert, "published_at_ms": int(time.time() * 1000)})
+        return self.alerts_topic, value, alert["alert_id"].encode(), None, None
 
     def network_view_message(self, view: dict[str, Any]) -> Message:
         key = f"{view['window']}|{view['start']}".encode()
-        return self.topics.network_means, orjson.dumps(view), key, 0
+        return self.topics.network_means, orjson.dumps(view), key, 0, None
 
     def summary_message(self, summary: dict[str, Any]) -> Message:
         key = summary_key(summary["window"], summary["start"], summary["unit"]).encode()
-        return self.topics.unit_scores, encode_summary(summary), key, 0
+        return self.topics.unit_scores, encode_summary(summary), key, 0, None
 
     def progress_message(self, watermarks_ms: dict[int, int]) -> Message:
         value = encode_summary({"progress": {str(p): w for p, w in watermarks_ms.items()}})
-        return self.topics.unit_scores, value, progress_key(watermarks_ms).encode(), 0
+        return self.topics.unit_scores, value, progress_key(watermarks_ms).encode(), 0, None
 
     def tick_message(self, partition: int) -> Message:
-        return self.topics.envelopes, TICK, None, partition
+        return self.topics.envelopes, TICK, None, partition, None

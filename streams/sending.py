@@ -3,7 +3,8 @@
 `AIOKafkaProducer.send` costs ~20 µs a record in Python (metadata wait, the pure-Python
 murmur2 partitioner, a future per record). The scorer publishes hundreds of records per
 emit, so they are appended to aiokafka's compiled record-batch builders instead, one batch
-per (topic, partition), and each batch is one `send_batch`. A record without an explicit
+per (topic, partition), and each batch is one `send_batch`. A record without a timestamp gets
+the send time. A record without an explicit
 partition goes to `crc32(key) % partitions`: stable per key, which is what compaction and
 per-key ordering need.
 """
@@ -52,17 +53,17 @@ class BatchSender:
         the offset of the last record sent to each (topic, partition)."""
         open_batches: dict[tuple[str, int], Any] = {}
         full: list[tuple[str, int, Any]] = []
-        for topic, value, key, partition in messages:
+        for topic, value, key, partition, timestamp in messages:
             if partition is None:
                 partition = zlib.crc32(key) % await self._count(topic) if key else 0
             target = (topic, partition)
             batch = open_batches.get(target)
             if batch is None:
                 batch = open_batches[target] = self.producer.create_batch()
-            if batch.append(key=key, value=value, timestamp=None) is None:
+            if batch.append(key=key, value=value, timestamp=timestamp) is None:
                 full.append((topic, partition, batch))  # keeps the partition's order
                 batch = open_batches[target] = self.producer.create_batch()
-                if batch.append(key=key, value=value, timestamp=None) is None:
+                if batch.append(key=key, value=value, timestamp=timestamp) is None:
                     raise ValueError(f"a record of {len(value or b'')} bytes does not fit a batch")
         full.extend((topic, partition, batch) for (topic, partition), batch in open_batches.items())
         # a partition's full batches were listed before its open one: order is kept

@@ -1,4 +1,5 @@
-"""Reading output topics back (`cemi tail`, tests): decode Avro records to dicts."""
+"""Reading output topics back (`cemi tail`, `cemi alerts`, tests): records of every output
+format (`streams.wire.outputs`) as dicts."""
 
 from __future__ import annotations
 
@@ -11,8 +12,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer
 
 from streams.core.events import InvalidEvent
-from streams.wire.codec import decode_record
-from streams.wire.schemas import SchemaStore
+from streams.wire.outputs import OutputCodec, reader_codec
 
 
 async def read_topic(
@@ -22,12 +22,15 @@ async def read_topic(
     from_beginning: bool = True,
     idle_exit_s: float | None = None,
     security: Mapping[str, Any] | None = None,
+    codec: OutputCodec | None = None,
 ) -> AsyncIterator[tuple[Any, dict[str, Any]]]:
-    """Yield (message, decoded record) until `idle_exit_s` passes without a new record.
+    """Yield (message, decoded record) until `idle_exit_s` passes without a new record; a
+    tombstone (no value) is yielded as `{}`.
 
     `security`: `streams.kafka_security.client_kwargs(settings)` (TLS/SASL), if any.
+    `codec`: reads Confluent-framed records when it has the registry (`reader_codec`).
     """
-    store = SchemaStore()
+    codec = codec or reader_codec(None)
     consumer = AIOKafkaConsumer(
         topic,
         bootstrap_servers=bootstrap,
@@ -50,8 +53,11 @@ async def read_topic(
             last = time.monotonic()
             for records in batches.values():
                 for message in records:
+                    if message.value is None:
+                        yield message, {}
+                        continue
                     try:
-                        _, record = decode_record(store, message.value)
+                        record = codec.decode(message.value)
                     except InvalidEvent as error:
                         record = {"undecodable": error.text}
                     yield message, record
@@ -64,13 +70,18 @@ async def latest_by_key(
     topic: str,
     idle_exit_s: float = 3.0,
     security: Mapping[str, Any] | None = None,
+    codec: OutputCodec | None = None,
 ) -> dict[bytes, Any]:
-    """The latest record per key of a (compacted) topic, as a consumer would keep it."""
+    """The latest record per key of a (compacted) topic, as a consumer would keep it (a
+    tombstone deletes its key)."""
     latest: dict[bytes, Any] = {}
     async for message, record in read_topic(
-        bootstrap, topic, idle_exit_s=idle_exit_s, security=security
+        bootstrap, topic, idle_exit_s=idle_exit_s, security=security, codec=codec
     ):
-        latest[message.key] = record
+        if message.value is None:
+            latest.pop(message.key, None)
+        else:
+            latest[message.key] = record
     return latest
 
 

@@ -69,8 +69,14 @@ class Topics:
         """Every topic the scorer reads or writes: (partitions, configs)."""
         partitions = self.settings.partitions
         topics: dict[str, tuple[int, dict[str, str]]] = {n: (partitions, {}) for n in self.inputs}
+        # the latest value per key, and nothing older than the retention (score records are
+        # stamped with their window's start, so that counts in windows)
+        retained = {
+            "cleanup.policy": "compact,delete",
+            "retention.ms": str(self.settings.output_retention_ms),
+        }
         for key, suffix in OUTPUT.items():
-            config = {"cleanup.policy": "compact"} if key in COMPACTED else {}
+            config = dict(retained) if key in COMPACTED else {}
             topics[self.settings.topic(suffix)] = (partitions, config)
         topics[self.envelopes] = (partitions, {})
         topics[self.unit_scores] = (1, {})

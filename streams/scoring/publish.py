@@ -24,6 +24,8 @@ class Publication:
     records: list[Record] = field(default_factory=list)
     # per published calendar window: its unit-level summary (for the network level)
     summaries: list[dict[str, Any]] = field(default_factory=list)
+    # per window published with new events: publication minus its newest event's ingest
+    latencies_s: list[float] = field(default_factory=list)
 
 
 def record_topic_key(record: Record) -> bytes:
@@ -176,6 +178,8 @@ class Publisher:
             window.final = closed
             window.unsaved = True
             newest_ingest_ms = window.newest_ingest_ms or None
+            if newest_ingest_ms is not None and not closed:
+                out.latencies_s.append(max(0.0, (now_ms - newest_ingest_ms) / 1000))
             for row_key, row in going:
                 row["window_start_ms"] = start
                 row["revision"] = window.revision
@@ -210,11 +214,13 @@ class Publisher:
         """The last published row per record key, per (partition, window): metrics, API."""
         return self._records
 
-    def forget(self, partition: int, key: WindowKey) -> None:
+    def forget(self, partition: int, key: WindowKey) -> list[tuple[str, bytes]]:
+        """Drop a window; returns (level, topic key) of each of its published records."""
         self._scores.pop((partition, key), None)
-        self._records.pop((partition, key), None)
+        records = self._records.pop((partition, key), None) or {}
         self._signatures.pop((partition, key), None)
         self._without_network.discard((partition, key))
+        return [(r["level"], record_topic_key(r)) for r in records.values()]
 
     def forget_partition(self, partition: int) -> None:
         for cached in [k for k in self._scores if k[0] == partition]:

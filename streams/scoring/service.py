@@ -22,8 +22,8 @@ from streams.scoring.fold import Counts, FoldConfig, PartitionState
 from streams.scoring.publish import MeansLookup, Publisher, record_topic_key
 
 log = logging.getLogger(__name__)
-# topic, value (None: a tombstone), key, partition
-Message = tuple[str, bytes | None, bytes | None, int | None]
+# topic, value (None: a tombstone), key, partition (None: by key), timestamp ms (None: now)
+Message = tuple[str, bytes | None, bytes | None, int | None, int | None]
 
 
 class Ackable(Protocol):
@@ -44,6 +44,8 @@ class Outputs(Protocol):
     def progress_message(self, watermarks_ms: dict[int, int]) -> Message: ...
 
     def alert_message(self, alert: dict[str, Any]) -> Message: ...
+
+    def tombstones(self, keys: Iterable[tuple[str, bytes]]) -> list[Message]: ...
 
 
 TICK = b""  # an empty envelope: lets the agent flush an idle partition
@@ -124,6 +126,8 @@ class ScoringService:
         idle_advance_s: float,
         flush_max_pending: int = 200,
         means: MeansLookup | None = None,
+        retention_ms: int | None = None,
+        observe_latency: Callable[[float], None] | None = None,
     ) -> None:
         self.plan = plan
         self.config = config
@@ -136,6 +140,10 @@ class ScoringService:
         self.partitions: dict[int, PartitionRuntime] = {}
         self.published_records = 0
         self.alerts_published = 0
+        # a window this far behind the watermark when it is dropped has its records
+        # tombstoned (a replay of old history; live windows age out by the topics' retention)
+        self.retention_ms = retention_ms
+        self.observe_latency = observe_latency
 
     # -- inside the agent's iteration ---------------------------------------------------
 
@@ -258,6 +266,9 @@ class ScoringService:
             if open_windows:
                 runtime.last_open_publish = now
             publication = self.publisher.publish(state, now_ms, open_windows=open_windows)
+            if self.observe_latency is not None:
+                for seconds in publication.latencies_s:
+                    self.observe_latency(seconds)
             messages.extend(self.outputs.score_message(r) for r in publication.records)
             messages.extend(self.outputs.summary_message(s) for s in publication.summaries)
             self.published_records += len(publication.records)
@@ -268,7 +279,11 @@ class ScoringService:
             messages.extend(self.outputs.late_message(e, watermark, lateness) for e in state.late)
             state.late.clear()
             for key in state.expire():
-                self.publisher.forget(partition, key)
+                published = self.publisher.forget(partition, key)
+                if self.retention_ms is not None and (
+                    state.window_end(key) + self.retention_ms < watermark
+                ):
+                    messages.extend(self.outputs.tombstones(published))
             unflushed = runtime.pending or alerts or any(w.unsaved for w in state.windows.values())
             if (
                 unflushed

@@ -241,7 +241,7 @@ def reader_for(store: SchemaStore, writer: RegisteredSchema) -> Any:
     return current.parsed
 
 
-def _read_framed(
+def read_framed(
     store: SchemaStore, writer: RegisteredSchema, value: bytes
 ) -> tuple[str, dict[str, Any]]:
     stream = BytesIO(value)
@@ -250,23 +250,6 @@ def _read_framed(
     if type(record) is not dict:
         raise InvalidEvent("malformed_avro", "the Avro body is not a record")
     return writer.name, record
-
-
-async def decode_framed(store: SchemaStore, value: bytes) -> tuple[str, dict[str, Any]]:
-    """A Confluent-framed record of any schema (outputs included): (record name, record).
-
-    For readers of the output topics (the HTTP API); the writer schema is fetched by id
-    without blocking the event loop.
-    """
-    schema_id = schema_id_of(value)
-    registry = registry_of(store)
-    if schema_id is None or registry is None:
-        raise InvalidEvent("unknown_schema", "not a Confluent-framed record")
-    try:
-        writer = await registry.writer_async(schema_id)
-    except RegistryError as error:
-        raise InvalidEvent("unknown_schema", str(error)) from None
-    return _read_framed(store, writer, value)
 
 
 def frame_outputs(store: SchemaStore, registry: SchemaRegistry, records: dict[str, str]) -> None:
@@ -278,28 +261,3 @@ def frame_outputs(store: SchemaStore, registry: SchemaRegistry, records: dict[st
         stored = store.current_record(short_name)
         store.current[stored.name] = registry.register_stored(topic, stored)
     attach_registry(store, registry)
-
-
-def decode_output(store: SchemaStore, value: bytes) -> tuple[str, dict[str, Any]]:
-    """Any output record, single-object or Confluent-framed: (record name, record). For
-    command-line readers (`cemi tail`): a framed record's schema is fetched blocking."""
-    from streams.wire.codec import decode_record  # codec imports this module
-
-    schema_id = schema_id_of(value)
-    registry = registry_of(store)
-    if schema_id is None or registry is None:
-        return decode_record(store, value)
-    try:
-        writer = registry.writer(schema_id)
-    except RegistryError as error:
-        raise InvalidEvent("unknown_schema", str(error)) from None
-    return _read_framed(store, writer, value)
-
-
-def output_store(registry_url: str | None) -> SchemaStore:
-    """A schema store for readers of the output topics, with the registry attached when
-    `CEMI_SCHEMA_REGISTRY_URL` is set (then `decode_output` reads framed records too)."""
-    store = SchemaStore()
-    if registry_url:
-        attach_registry(store, SchemaRegistry(registry_url))
-    return store

@@ -80,6 +80,13 @@ def test_every_mounted_file_and_build_input_exists() -> None:
                 assert (ROOT / source).exists(), f"{name} mounts missing {source}"
     dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()
     for line in dockerfile.splitlines():
-        if line.startswith("COPY "):
+        if line.startswith("COPY ") and "--from=" not in line:  # a stage's output is built
             for source in line.split()[1:-1]:
                 assert (ROOT / source).exists(), source
+
+
+def test_the_image_installs_the_wheel_it_builds_not_the_source_tree() -> None:
+    dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()
+    assert "pip wheel" in dockerfile and "COPY --from=wheel /dist /dist" in dockerfile
+    final_stage = dockerfile.split("\nFROM ")[-1]
+    assert "COPY streams" not in final_stage and ".whl" in final_stage

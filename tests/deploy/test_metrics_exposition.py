@@ -13,7 +13,7 @@ from prometheus_client.registry import Collector
 
 from streams.core.catalog import load_catalog
 from streams.core.plan import ScoringPlan
-from streams.metrics import CemiCollector, exposition, registry_for
+from streams.metrics import CemiCollector, LatencyHistogram, exposition, registry_for
 
 
 def fake_scoring(units: int) -> Any:
@@ -59,12 +59,16 @@ def ingest_stats() -> Any:
 
 
 def test_exposition_is_byte_for_byte_generate_latest_for_the_worker_collector() -> None:
-    collector = CemiCollector(fake_scoring(3), ingest_stats, "2026.11")
+    latency = LatencyHistogram()
+    for seconds in (0.2, 0.4, 3.0):  # three publications
+        latency.observe(seconds)
+    collector = CemiCollector(fake_scoring(3), ingest_stats, "2026.11", latency)
     registry = registry_for(collector)
     fast = exposition(registry)
     assert fast == generate_latest(registry)
     text = fast.decode()
-    assert "cemi_score_latency_seconds_count 6.0" in text  # 3 units x 2 windows, once each
+    assert "cemi_score_latency_seconds_count 3.0" in text
+    assert fast == exposition(registry)  # a scrape observes nothing
     assert 'cemi_kpi_excluded{kpi="kpi0",' in text
     assert 'cemi_events_dead_lettered_total{reason="unit_cap"} 1.0' in text
 

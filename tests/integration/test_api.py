@@ -26,7 +26,8 @@ from streams.broker import EmbeddedBroker
 from streams.tail import latest_by_key
 from streams.topics import INPUT, OUTPUT, Topics
 from streams.wire.codec import encode
-from streams.wire.registry import SchemaRegistry, attach_registry, confluent_header, decode_framed
+from streams.wire.outputs import reader_codec
+from streams.wire.registry import confluent_header
 from streams.wire.schemas import SchemaStore, event_schema
 from tests.integration.conftest import Stream, Worker
 from tests.integration.test_stream import send
@@ -352,19 +353,18 @@ def test_a_worker_with_a_schema_registry(stream_factory: Any) -> None:
             finally:
                 await consumer.stop()
 
-        reader = SchemaStore()
-        attach_registry(reader, SchemaRegistry(fake.url))
+        reader = reader_codec(fake.url)
         scores = asyncio.run(raw("cemi.scores"))
         assert scores and all(v[0] == 0 for v in scores)
-        assert asyncio.run(decode_framed(reader, scores[-1]))[1]["level"] in (
+        assert reader.decode(scores[-1])["level"] in (
             "unit",
             "service",
             "touchpoint",
             "network",
         )
         (dead,) = asyncio.run(raw("deadletter"))
-        name, letter = asyncio.run(decode_framed(reader, dead))
-        assert name == "cemi.v1.DeadLetter" and letter["reason_code"] == "unknown_schema"
+        letter = reader.decode(dead)
+        assert letter["reason_code"] == "unknown_schema"
         assert "schema id 9999 is not in the schema registry" in letter["reason"]
 
         def answered() -> bool:

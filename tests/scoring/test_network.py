@@ -74,17 +74,18 @@ def test_one_progress_message_carries_every_partition_of_an_emit(
     """A worker's emit sends its partitions' summaries, then all their watermarks at once:
     the network level, publishing as summaries arrive, never takes a window final on the
     first partition's watermark while the second's last summary of it is still to come."""
-    from streams.outputs import AvroOutputs
+    from streams.outputs import OutputMessages
     from streams.scoring.network import decode_summary
     from streams.settings import Settings
     from streams.topics import Topics
+    from streams.wire.outputs import OutputCodec
     from streams.wire.schemas import SchemaStore
 
     network = NetworkState(small_plan, LATENESS)
     day = local_ms("2026-11-05 00:00")
     closed = day + DAY + LATENESS
-    outputs = AvroOutputs(Topics(Settings()), SchemaStore())
-    _, value, key, partition = outputs.progress_message({0: closed, 1: day})
+    outputs = OutputMessages(Topics(Settings()), OutputCodec(SchemaStore()))
+    _, value, key, partition, _ = outputs.progress_message({0: closed, 1: day})
     assert partition == 0 and key == b"progress|0" and value is not None
     network.add(summary("A", day, 4.0, final=True))
     assert network.add(decode_summary(value))

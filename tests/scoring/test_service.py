@@ -35,6 +35,9 @@ class RecordingOutputs:
     def alert_message(self, alert: dict[str, Any]) -> Any:
         return ("alert", alert, None, None)
 
+    def tombstones(self, keys: Any) -> list[Any]:
+        return [("tombstone", key, level, None) for level, key in keys]
+
 
 class Envelope:
     acked = 0
@@ -89,13 +92,14 @@ class Feeder:
         self.service.on_envelope(0, value, Envelope(), load, self.write, offset=at)
 
 
-def service_for(plan: ScoringPlan, flush_interval_s: float = 60) -> ScoringService:
+def service_for(plan: ScoringPlan, flush_interval_s: float = 60, **options: Any) -> ScoringService:
     return ScoringService(
         plan,
         CONFIG,
         RecordingOutputs(),  # type: ignore[arg-type]
         flush_interval_s=flush_interval_s,
         idle_advance_s=600,
+        **options,
     )
 
 
@@ -303,3 +307,42 @@ def test_an_emit_sends_all_its_partitions_watermarks_in_one_message_after_their_
     assert kinds.index("progress") > max(i for i, k in enumerate(kinds) if k == "summary")
     watermarks = [m[1] for m in service.emit() if m[0] == "progress"]
     assert watermarks == []  # no watermark moved since
+
+
+def test_latency_is_observed_once_per_window_publication_when_it_is_built(
+    small_plan: ScoringPlan,
+) -> None:
+    observed: list[float] = []
+    service = service_for(small_plan, observe_latency=observed.append)
+    feeder = Feeder(small_plan, service)
+    feeder.send(["2026-11-05 10:00"], backlog=False)
+    published = published_windows(service.emit())
+    assert len(observed) == len(published) == 2  # the day and the month, once each
+    service.emit()  # nothing new: no publication, no observation (scrapes play no part)
+    assert len(observed) == 2
+    assert all(seconds > 0 for seconds in observed)  # the entries' ingest time is 1 ms
+
+
+def test_windows_older_than_the_retention_are_tombstoned_when_dropped(
+    small_plan: ScoringPlan,
+) -> None:
+    service = service_for(small_plan, flush_interval_s=0, retention_ms=3 * 86_400_000)
+    feeder = Feeder(small_plan, service)
+    feeder.send(["2026-11-02 10:00"], backlog=False)
+    published = {m[1]["window_start_ms"]: m for m in service.emit() if m[0] == "score"}
+    day2 = day_start("2026-11-02")
+    assert day2 in published
+    feeder.send(["2026-11-03 10:00"], backlog=False)
+    service.emit()
+    # day 2 is dropped once day 3 is final too; by then it is over 3 days old
+    feeder.send(["2026-11-09 10:00"], backlog=False)
+    messages = service.emit()
+    gone = [m for m in messages if m[0] == "tombstone"]
+    assert gone and all(b"/day/2026-11-02T00:00:00+07:00" in m[1] for m in gone)
+    assert {m[2] for m in gone} == {"kpi", "touchpoint", "service", "unit"}
+    # without a retention nothing is tombstoned
+    keep = service_for(small_plan, flush_interval_s=0)
+    feeder = Feeder(small_plan, keep)
+    for when in ("2026-11-02 10:00", "2026-11-03 10:00", "2026-11-09 10:00"):
+        feeder.send([when], backlog=False)
+        assert not [m for m in keep.emit() if m[0] == "tombstone"]

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from streams.batch import Replay
 from streams.core.plan import ScoringPlan
-from streams.outputs import AvroOutputs
+from streams.outputs import OutputMessages
 from streams.scoring.envelope import Entry
 from streams.settings import load_settings
 from streams.simulate.generator import Generator
@@ -29,6 +29,7 @@ from streams.topics import Topics
 from streams.wire import fast_writer
 from streams.wire.codec import InvalidRecord, encode
 from streams.wire.fast_writer import INT_MAX, INT_MIN, LONG_MAX, LONG_MIN, compile_writer
+from streams.wire.outputs import OutputCodec
 from streams.wire.schemas import SchemaStore, StoredSchema, single_object_header
 from tests.factories import a_score_record
 
@@ -225,17 +226,18 @@ def test_the_records_the_scorer_publishes_are_written_as_fastavro_writes_them(
     replay = Replay(default_plan)
     replay.add_lines(orjson.dumps(e) for e in Generator(seed=7).events(6000))
     rows = _published(replay.records("day") + replay.records("month"))
-    outputs = AvroOutputs(Topics(load_settings()), STORE)
-    kpi, score = writer_of(outputs.kpi_schema), writer_of(outputs.score_schema)
+    outputs = OutputMessages(Topics(load_settings()), OutputCodec(STORE))
+    kpi_schema, score_schema = STORE.current_record("KpiWindow"), STORE.current_record("CemiScore")
+    kpi, score = writer_of(kpi_schema), writer_of(score_schema)
     assert {r["level"] for r in rows} >= {"kpi", "touchpoint", "service", "unit", "network"}
     for row in rows:
         is_kpi = row["level"] == "kpi"
-        schema = outputs.kpi_schema if is_kpi else outputs.score_schema
+        schema = kpi_schema if is_kpi else score_schema
         expected = fastavro_bytes(schema, row)
         assert (kpi if is_kpi else score)(row) == expected
         assert outputs.score_message(row)[1] == expected
 
-    late = outputs.late_schema
+    late = STORE.current_record("LateEvent")
     for offset, event in enumerate(Generator(seed=8).events(500)):
         entry = Entry(
             event["unit"],

@@ -16,12 +16,13 @@ from aiohttp import web
 from fastavro import schemaless_writer
 
 from streams.core.events import InvalidEvent, validate_event
-from streams.outputs import OUTPUT_RECORDS, AvroOutputs
+from streams.outputs import OutputMessages
 from streams.settings import load_settings
 from streams.topics import Topics
 from streams.wire import registry as confluent
 from streams.wire.codec import EventDecoder, encode
-from streams.wire.registry import SchemaRegistry, decode_framed, registry_of
+from streams.wire.outputs import OUTPUT_RECORDS, OutputCodec, reader_codec
+from streams.wire.registry import SchemaRegistry, registry_of
 from streams.wire.schemas import SchemaStore, event_schema
 from tests.factories import a_score_record, event
 
@@ -122,26 +123,26 @@ def test_outputs_are_registered_and_framed_and_read_back(fake_registry: FakeRegi
     settings = load_settings()
     topics = Topics(settings)
     store = SchemaStore()
-    outputs = AvroOutputs(topics, store)
+    outputs = OutputMessages(topics, OutputCodec(store))
     outputs.use_registry(SchemaRegistry(fake_registry.url))
 
     assert set(fake_registry.subjects) == {f"{topics.output(n)}-value" for n in OUTPUT_RECORDS}
     assert registry_of(store) is not None
     record = a_score_record()
-    topic, value, key, _ = outputs.score_message(record)
+    topic, value, key, _, timestamp = outputs.score_message(record)
+    assert timestamp == record["window_start_ms"]
     assert (
         topic == topics.output("scores") and key == b"unit/HPG/-/-/-/day/2026-11-01T00:00:00+07:00"
     )
     schema_id = confluent.schema_id_of(value)
     assert value[0] == 0 and schema_id in fake_registry.subjects[f"{topic}-value"]
-    name, decoded = asyncio.run(decode_framed(store, value))
-    assert name == "cemi.v1.CemiScore" and decoded == record
+    assert asyncio.run(outputs.codec.decode_async(value)) == record
     # the dead letters the ingest writes from the same store are framed too
     assert store.current_record("DeadLetter").header[0] == 0
     # a reader that never saw the id fetches it from the registry
-    fresh = SchemaStore()
-    confluent.attach_registry(fresh, SchemaRegistry(fake_registry.url))
-    assert asyncio.run(decode_framed(fresh, value))[1] == record
+    fresh = OutputCodec(SchemaStore())
+    confluent.attach_registry(fresh.store, SchemaRegistry(fake_registry.url))
+    assert asyncio.run(fresh.decode_async(value)) == record
     assert ("GET", f"/schemas/ids/{schema_id}") in fake_registry.requests
 
 
@@ -225,8 +226,8 @@ def test_without_a_registry_nothing_changes() -> None:
     with pytest.raises(InvalidEvent) as raised:
         decoder.decode(confluent.confluent_header(1) + b"\x02")
     assert raised.value.code == "malformed"  # as before: neither Avro single-object nor JSON
-    outputs = AvroOutputs(Topics(load_settings()), SchemaStore())
-    assert outputs.score_schema.header[:2] == b"\xc3\x01"
+    outputs = OutputMessages(Topics(load_settings()), OutputCodec(SchemaStore()))
+    assert outputs.encode_score(a_score_record())[:2] == b"\xc3\x01"
 
 
 def test_registry_url_is_checked() -> None:
@@ -244,7 +245,7 @@ def test_a_refused_registration_refuses_to_start_naming_the_setting(
 
     topics = Topics(load_settings())
     fake_registry.refused.add(f"{topics.output('scores')}-value")
-    runtime = SimpleNamespace(outputs=AvroOutputs(topics, SchemaStore()))
+    runtime = SimpleNamespace(outputs=OutputMessages(topics, OutputCodec(SchemaStore())))
     with pytest.raises(SettingsError) as raised:
         use_registry(runtime, fake_registry.url)  # type: ignore[arg-type]
     ((name, message),) = raised.value.problems
@@ -292,9 +293,7 @@ def test_a_registry_that_does_not_answer_is_not_asked_again_for_a_while(
     assert calls == ["/schemas/ids/1", "/schemas/ids/2"]
 
 
-def test_command_line_readers_decode_both_formats(fake_registry: FakeRegistry) -> None:
-    from streams.wire.registry import decode_output, output_store
-
+def test_command_line_readers_decode_every_output_format(fake_registry: FakeRegistry) -> None:
     store = SchemaStore()
     alert_schema = store.current_record("Alert")
     raw = alert_schema.raw
@@ -323,9 +322,11 @@ def test_command_line_readers_decode_both_formats(fake_registry: FakeRegistry) -
         "published_at_ms": 2,
     }
     single = encode(alert_schema, alert)
-    reader = output_store(fake_registry.url)
-    assert decode_output(reader, framed(schema_id, raw, alert)) == ("cemi.v1.Alert", alert)
-    assert decode_output(reader, single) == ("cemi.v1.Alert", alert)
-    assert decode_output(output_store(None), single)[1] == alert
-    with pytest.raises(InvalidEvent):
-        decode_output(output_store(None), framed(schema_id, raw, alert))
+    as_json = OutputCodec(SchemaStore(), "json").encoder("Alert")(alert)
+    reader = reader_codec(fake_registry.url)
+    assert reader.decode(framed(schema_id, raw, alert)) == alert
+    assert reader.decode(single) == alert
+    assert reader.decode(as_json) == alert
+    assert reader_codec(None).decode(single) == alert
+    with pytest.raises(InvalidEvent, match="CEMI_SCHEMA_REGISTRY_URL"):
+        reader_codec(None).decode(framed(schema_id, raw, alert))
