@@ -15,15 +15,16 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   touch "$stamp"
 fi
 # CI (a fresh Debian machine): the deploy tests run Debian's promtool/prometheus, amtool/
-# alertmanager and docker-compose (v1, validates the compose file without a daemon).
+# alertmanager and docker-compose (v1, validates the compose file without a daemon); the
+# output tests read our topics with Debian's kcat.
 if [ "${CI:-}" = "true" ]; then
-  for tool in promtool prometheus-alertmanager amtool docker-compose; do
+  for tool in promtool prometheus-alertmanager amtool docker-compose kcat; do
     if ! command -v "$tool" >/dev/null 2>&1; then
       sudo=""
       [ "$(id -u)" = 0 ] || sudo="sudo"
       $sudo apt-get update -qq >/dev/null
       DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
-        prometheus prometheus-alertmanager docker-compose >/dev/null
+        prometheus prometheus-alertmanager docker-compose kcat >/dev/null
       break
     fi
   done

@@ -33,8 +33,9 @@ from mode import Service
 from streams.alert_client import ack_record, send_ack_record
 from streams.core.events import SERVICES, TOUCHPOINT_PATTERN, UNIT_PATTERN
 from streams.core.records import LEVELS
-from streams.core.windows import CALENDAR_KINDS
+from streams.core.windows import CALENDAR_KINDS, LocalCalendar
 from streams.kafka_security import client_kwargs
+from streams.output_follow import newest_window_positions
 from streams.settings import SettingsError
 from streams.wire.registry import RegistryError, SchemaRegistry
 
@@ -460,7 +461,12 @@ class Api:
         scores, kpi, alerts = (topics.output(n) for n in ("scores", "kpi", "alerts"))
         codec = self.runtime.outputs.codec
         async for message in follow_topics(
-            self.settings, self.runtime.bootstrap, [scores, kpi, alerts], self
+            self.settings,
+            self.runtime.bootstrap,
+            [scores, kpi, alerts],
+            self,
+            bounded=(scores, kpi),
+            calendar=LocalCalendar(self.runtime.plan.catalog.timezone),
         ):
             if message.value is None:  # a tombstone: the window left the retention
                 self.view.forget_score(message.key)
@@ -476,12 +482,17 @@ class Api:
 
 
 async def follow_topics(
-    settings: Settings, bootstrap: str, topics: list[str], api: Api
+    settings: Settings,
+    bootstrap: str,
+    topics: list[str],
+    api: Api,
+    bounded: Iterable[str] = (),
+    calendar: LocalCalendar | None = None,
 ) -> AsyncIterator[Any]:
-    """Every record of `topics` from their beginning, forever; marks the view caught up once
+    """The records of `topics`, forever: the `bounded` ones from their newest windows on
+    (`streams.output_follow`), the others from the beginning; marks the view caught up once
     every partition was read to its high watermark."""
     consumer = AIOKafkaConsumer(
-        *topics,
         bootstrap_servers=bootstrap,
         group_id=None,
         client_id=f"cemi-api-{uuid.uuid4().hex[:8]}",
@@ -492,6 +503,28 @@ async def follow_topics(
     )
     await consumer.start()
     try:
+        await consumer.topics()  # metadata of every topic
+        tps = [
+            TopicPartition(topic, p)
+            for topic in topics
+            for p in sorted(consumer.partitions_for_topic(topic) or ())
+        ]
+        consumer.assign(tps)
+        limited = [tp for tp in tps if tp.topic in set(bounded)]
+        if limited and calendar is not None:
+            started = time.monotonic()
+            positions = await newest_window_positions(
+                consumer, limited, calendar, settings.workarounds
+            )
+            for tp in tps:
+                consumer.seek(tp, positions.get(tp, 0))
+            log.info(
+                "following the outputs from %s (found in %.2f s)",
+                {f"{tp.topic}[{tp.partition}]": o for tp, o in positions.items()},
+                time.monotonic() - started,
+            )
+        else:
+            await consumer.seek_to_beginning(*tps)
         while True:
             batches = await consumer.getmany(timeout_ms=500, max_records=5000)
             for records in batches.values():

@@ -404,11 +404,14 @@ def api_for(**settings: Any) -> Any:
 
     from streams.api import Api
     from streams.settings import load_settings
+    from streams.wire.outputs import OutputCodec
 
     loaded = load_settings(**settings)
+    store = SchemaStore()
     runtime = SimpleNamespace(
         settings=loaded,
-        store=SchemaStore(),
+        store=store,
+        outputs=SimpleNamespace(codec=OutputCodec(store)),
         topics=Topics(loaded),
         producer=None,
         ingest=None,
