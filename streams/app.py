@@ -13,6 +13,7 @@ import contextlib
 import logging
 import shutil
 import time
+from collections import Counter
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ from faust.types import TP
 from mode import Service
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from streams import faults
 from streams.api import register_api, tables_recovered
 from streams.core.catalog import load_catalog
 from streams.core.plan import ScoringPlan
@@ -41,7 +43,7 @@ from streams.scoring.fold import FoldConfig, control_key, resume_position
 from streams.scoring.network import NetworkState, decode_summary
 from streams.scoring.publish import NetworkView
 from streams.scoring.service import Ackable, EmitPace, Message, ScoringService
-from streams.sending import BatchSender, SendTracker, batch_producer
+from streams.sending import BatchSender, QueuedWrites, SendTracker, batch_producer
 from streams.settings import Settings
 from streams.tail import follow_json
 from streams.topics import Topics
@@ -67,16 +69,16 @@ class ConfirmingTable(faust.Table):  # type: ignore[misc,type-arg]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # Faust's own changelog sends (`table[key] = value`): not sent again if one fails,
+        # so a failure stays (every confirm raises: better stuck than committed ahead)
         self.sends = SendTracker()
-        self._queued: list[Message] = []
-        self._persisting: asyncio.Future[None] | None = None  # the latest `persist`
+        self.writes = QueuedWrites()  # ours (`put`): a failed send is sent again
 
     def send_changelog(self, *args: Any, **kwargs: Any) -> Any:
         return self.sends.track(super().send_changelog(*args, **kwargs))
 
     async def confirm_sent(self) -> None:
-        if self._persisting is not None:
-            await self._persisting  # the writes queued before it are sent by then
+        await self.writes.confirm()  # the writes queued before it are sent by then
         await self.sends.confirm()
 
     def put(self, key: str, value: bytes | None) -> None:
@@ -90,26 +92,16 @@ class ConfirmingTable(faust.Table):  # type: ignore[misc,type-arg]
                 del self.data[key]
         else:
             self.data[key] = value
-        self._queued.append((changelog.get_topic_name(), value, encoded, partition, None))
+        self.writes.queue((changelog.get_topic_name(), value, encoded, partition, None))
 
-    def persist(self, sender: BatchSender) -> asyncio.Future[None]:
-        """Send what `put` queued, after the previous `persist` (one send at a time keeps
-        the changelog in write order: two interleaved sends could reorder a partition's
-        batches); done when the broker has every write made before this call. Records the
-        changelog offsets written, as Faust does for a local store to resume its recovery
-        from."""
-        self._persisting = asyncio.ensure_future(self._persist(self._persisting, sender))
-        return self._persisting
-
-    async def _persist(self, previous: asyncio.Future[None] | None, sender: BatchSender) -> None:
-        if previous is not None:
-            await previous
-        # taken now: writes queued while the previous send was confirmed go out too
-        queued, self._queued = self._queued, []
-        if queued:
-            written = await self.sends.track(asyncio.ensure_future(sender.send(queued)))
-            for (topic, partition), offset in written.items():
-                self.data.set_persisted_offset(TP(topic, partition), offset)
+    async def persist(self, sender: BatchSender) -> None:
+        """Send what `put` queued (`QueuedWrites`: in write order, a failed send's writes
+        sent again with the next); returns when the broker has every write made before this
+        call. Records the changelog offsets written, as Faust does for a local store to
+        resume its recovery from."""
+        written = await self.writes.send(sender)
+        for (topic, partition), offset in written.items():
+            self.data.set_persisted_offset(TP(topic, partition), offset)
         await self.sends.confirm()
 
 
@@ -126,12 +118,22 @@ def _log_unconfirmed(done: asyncio.Future[None]) -> None:
         log.warning("a state flush was not confirmed: %r", done.exception())
 
 
-async def _acknowledge_when_confirmed(persisted: Awaitable[None], envelopes: list[Ackable]) -> None:
-    # Faust commits acknowledged offsets, and a commit must never get ahead of the state
-    # it stands for: the envelopes of a flush are acknowledged once the changelog has it.
-    await persisted
-    for envelope in envelopes:
-        envelope.ack()
+class AckAfterPersist:
+    """Faust commits acknowledged offsets, and a commit must never get ahead of the state it
+    stands for: the events of a flush are acknowledged once the changelog has the flush's
+    writes. A flush whose send failed keeps its events; its writes go out again with the
+    next flush (`QueuedWrites`), whose success acknowledges both."""
+
+    def __init__(self) -> None:
+        self.waiting: list[Ackable] = []  # events of flushes not confirmed (in order)
+
+    async def acknowledge(self, persisted: Awaitable[None], events: list[Ackable]) -> None:
+        self.waiting.extend(events)
+        taken = len(self.waiting)  # every write of these events is queued by now
+        await persisted  # raises if the send failed: the events stay
+        done, self.waiting = self.waiting[:taken], self.waiting[taken:]
+        for event in done:
+            event.ack()
 
 
 @dataclass
@@ -164,6 +166,7 @@ class Runtime:
 def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | None = None) -> Any:
     """A Faust app for one worker process. Nothing runs until a worker starts it."""
     register_transport()
+    faults.arm(settings.fault_at, settings.fault_pause_ms)
     plan = catalog_plan or ScoringPlan(load_catalog(settings.catalog))
     topics = Topics(settings)
     store = SchemaStore()
@@ -173,6 +176,7 @@ def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | N
         rolling_span_ms=settings.rolling_span_ms,
         rolling_slice_ms=settings.rolling_slice_ms,
         source_idle_ms=settings.idle_advance_ms,
+        max_units=settings.max_units_per_partition,
     )
     outputs = OutputMessages(topics, OutputCodec(store, settings.output_format))
     latency = LatencyHistogram()
@@ -280,7 +284,8 @@ def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | N
         ),
     )
 
-    unconfirmed: list[Any] = []  # network events whose table writes are not confirmed
+    unconfirmed: list[Any] = []  # network events whose table writes are not sent yet
+    network_acks = AckAfterPersist()
 
     @app.agent(unit_scores, name="network")
     async def network(stream: Any) -> None:
@@ -293,33 +298,35 @@ def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | N
                 for value in list(network_table.values()):
                     runtime.network.add(decode_summary(value))
             if runtime.network.add(decode_summary(event.value)):
-                network_table[event.key.decode()] = event.value
+                network_table.put(event.key.decode(), event.value)
             for key in runtime.network.expire():
-                network_table.pop(key, None)
+                network_table.put(key, None)
             unconfirmed.append(event)
 
     @app.timer(0.2)
     async def confirm_network() -> None:
-        # acked (and so committed) only once the changelog holds what they wrote
-        done = unconfirmed[:]
+        # acked (and so committed) only once the changelog holds what they wrote; after a
+        # failed send, the next tick sends the writes again even without new events
+        if runtime.state_sender is None or not (unconfirmed or network_acks.waiting):
+            return
+        events = unconfirmed[:]
         unconfirmed.clear()
-        await network_table.confirm_sent()
-        for event in done:
-            event.ack()
+        try:
+            await network_acks.acknowledge(network_table.persist(runtime.state_sender), events)
+        except Exception as error:
+            log.warning("network table writes not confirmed (%r): sent again", error)
 
     acks = raw_topic(topics.acks, settings.partitions)
 
     @app.agent(acks, name="acknowledge")
     async def acknowledge(stream: Any) -> None:
         # Acks are routed to the unit's partition, which this worker owns with its envelopes.
-        async for event in stream.events():
+        # Each is acknowledged (committed) by the flush that persists its effect.
+        async for event in stream.noack().events():
             ack = orjson.loads(event.value)
             now_ms = int(time.time() * 1000)
-            messages = runtime.scoring.acknowledge(event.message.partition, ack, now_ms, load)
-            while messages and runtime.sender is None:  # the worker is starting
-                await asyncio.sleep(0.1)
-            if messages:
-                await runtime.send(messages)
+            runtime.scoring.acknowledge(event.message.partition, ack, event, now_ms, load)
+            faults.kill_later("ack:applied")
 
     resync = Resync(lambda: app.consumer, lambda: tables_recovered(app))
 
@@ -328,6 +335,7 @@ def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | N
         await resync.seek_back(time.monotonic())
 
     confirming: list[asyncio.Future[None]] = []  # the flush being confirmed, if any
+    state_acks = AckAfterPersist()
 
     @app.agent(envelopes, name="score")
     async def score(stream: Any) -> None:
@@ -363,16 +371,17 @@ def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | N
                     await asyncio.sleep(0.1)
                 # The fold goes on while the broker confirms a flush (a catch-up's flush
                 # writes megabytes of seen ids); it waits only when the flush before is not
-                # confirmed yet (and raises if that one failed).
+                # confirmed yet. A failed one is logged; its writes go out with the next.
                 acknowledging = asyncio.ensure_future(
-                    _acknowledge_when_confirmed(state.persist(runtime.state_sender), flushed)
+                    state_acks.acknowledge(state.persist(runtime.state_sender), flushed)
                 )
                 acknowledging.add_done_callback(_log_unconfirmed)
                 confirming.append(acknowledging)
                 while confirming and (
                     confirming[0].done() or len(confirming) > MAX_UNCONFIRMED_FLUSHES
                 ):
-                    await confirming.pop(0)
+                    with contextlib.suppress(Exception):
+                        await confirming.pop(0)
 
     emit_interval_s = settings.emit_interval_ms / 1000
     # ticks finer than the interval: the end of a catch-up is published within a tick
@@ -406,18 +415,27 @@ def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | N
             owned = {tp.partition for tp in app.consumer.assignment() if tp.topic == envelopes_name}
             runtime.scoring.revoke(p for p in list(runtime.scoring.partitions) if p not in owned)
             runtime.scoring.adopt(owned, load)
-        messages = runtime.scoring.emit()
+        emitted = runtime.scoring.emit()
+        messages = emitted.messages
         if app.should_stop:
+            runtime.scoring.unsent(emitted)
             return
         # The network level's input (unit summaries, progress) goes first: it is published
         # as soon as it arrives, and would otherwise queue behind tens of thousands of
         # score records (a partition's batches go to the broker one after the other).
         network_input = [m for m in messages if m[0] == unit_scores_name]
-        if network_input:
-            rest = [m for m in messages if m[0] != unit_scores_name]
-            await asyncio.gather(runtime.send(network_input), runtime.send(rest))
-        else:
-            await runtime.send(messages)
+        for kind in {kind for _, kind in emitted.kinds}:
+            await faults.pause_then_kill(f"emit:{kind}")
+        try:
+            if network_input:
+                rest = [m for m in messages if m[0] != unit_scores_name]
+                await asyncio.gather(runtime.send(network_input), runtime.send(rest))
+            else:
+                await runtime.send(messages)
+        except BaseException:
+            runtime.scoring.unsent(emitted)
+            raise
+        runtime.scoring.sent(emitted)
         pace.published(started, time.monotonic(), catching_up)
 
     @app.timer(NETWORK_PUBLISH_S)
@@ -500,12 +518,19 @@ def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | N
                     {tuple(m[:4]): m[4] for m in view["means"]},
                 )
 
+    def dead_lettered() -> dict[str, int]:
+        """By reason: the ingest's refusals and the fold's (the unit cap)."""
+        reasons = Counter(runtime.ingest.stats.dead_lettered if runtime.ingest else {})
+        reasons["unit_cap"] += runtime.scoring.counts().unit_cap
+        return {reason: count for reason, count in reasons.items() if count}
+
     registry = registry_for(
         CemiCollector(
             runtime.scoring,
             lambda: runtime.ingest.stats if runtime.ingest else None,
             plan.version,
             latency,
+            dead_lettered,
         )
     )
 
@@ -522,7 +547,7 @@ def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | N
         return web.json(
             {
                 "consumed": ingest.consumed if ingest else 0,
-                "dead_lettered": dict(ingest.dead_lettered) if ingest else {},
+                "dead_lettered": dead_lettered(),
                 "scored": counts.scored,
                 "duplicates": counts.duplicates,
                 "late": counts.late,

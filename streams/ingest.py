@@ -46,6 +46,7 @@ INGEST_REPORT_S = 10.0
 STOP_TIMEOUT_S = 15.0  # a clean stop waits this long for in-flight batches
 MAX_IN_FLIGHT = 3  # ingest batches sent but not yet acknowledged
 MAX_ENVELOPE_ENTRIES = 2_000  # keeps an envelope well under the broker's message size limit
+PARTITION_CACHE_UNITS = 100_000
 GROUP_BACKLOG_REFRESH_S = 2.0
 # What one input partition may hold in memory (fetched, or in the merge waiting for slower
 # partitions) is bounded by these two, so a dense backlog does not raise the worker's memory.
@@ -166,7 +167,6 @@ class Ingest:
         self.bootstrap = bootstrap
         self.producer = producer
         self.stats = IngestStats()
-        self.units: set[str] = set()
         self._partition_of: dict[str, int] = {}
         self.envelope_partitions = settings.partitions
         self._stopping = asyncio.Event()
@@ -346,17 +346,15 @@ class Ingest:
                 if event["event_time"] > latest_ms:
                     raise InvalidEvent("future_time", "event_time is too far in the future")
                 unit = event["unit"]
-                if unit not in self.units:
-                    if len(self.units) >= self.settings.max_units:
-                        raise InvalidEvent(
-                            "unit_cap", f"more than {self.settings.max_units} distinct units"
-                        )
-                    self.units.add(unit)
             except InvalidEvent as error:
                 outgoing.append(self._dead_letter(tp, offset, key, value, error, now_ms))
                 continue
             partition = self._partition_of.get(unit)
             if partition is None:
+                # the unit cap is the fold's (one decision where the unit's state lives);
+                # this cache only must not grow without bound under made-up units
+                if len(self._partition_of) >= PARTITION_CACHE_UNITS:
+                    self._partition_of.clear()
                 partition = self._partition_of[unit] = partition_for(unit, partitions)
             entries = by_partition.get(partition)
             if entries is None:

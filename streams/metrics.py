@@ -77,9 +77,14 @@ class CemiCollector(Collector):
         ingest_stats: Callable[[], Any],
         catalog_version: str,
         latency: LatencyHistogram | None = None,
+        dead_lettered: Callable[[], Mapping[str, int]] | None = None,
     ) -> None:
         self.scoring = scoring
         self.ingest_stats = ingest_stats
+        # by reason, the ingest's refusals and the fold's (default: the ingest's only)
+        self.dead_lettered = dead_lettered or (
+            lambda: stats.dead_lettered if (stats := self.ingest_stats()) else {}
+        )
         self.catalog_version = catalog_version
         self.latency = latency or LatencyHistogram()
 
@@ -101,7 +106,7 @@ class CemiCollector(Collector):
         dead = CounterMetricFamily(
             "cemi_events_dead_lettered", "Input messages dead-lettered", labels=["reason"]
         )
-        for reason, count in sorted((stats.dead_lettered if stats else {}).items()):
+        for reason, count in sorted(self.dead_lettered().items()):
             dead.add_metric([reason], float(count))
         yield dead
         lag = GaugeMetricFamily(

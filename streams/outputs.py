@@ -14,7 +14,6 @@ from typing import Any
 
 import orjson
 
-from streams.scoring.envelope import Entry
 from streams.scoring.network import encode_summary, progress_key, summary_key
 from streams.scoring.publish import record_topic_key
 from streams.scoring.service import TICK, Message
@@ -32,6 +31,7 @@ class OutputMessages:
         self.scores_topic = topics.output("scores")
         self.late_topic = topics.output("late")
         self.alerts_topic = topics.output("alerts")
+        self.deadletter_topic = topics.output("deadletter")
 
     def _load_encoders(self) -> None:
         encoder = self.codec.encoder
@@ -39,6 +39,7 @@ class OutputMessages:
         self.encode_score = encoder("CemiScore")
         self.encode_late = encoder("LateEvent")
         self.encode_alert = encoder("Alert")
+        self.encode_dead_letter = encoder("DeadLetter")
 
     def use_registry(self, registry: SchemaRegistry) -> None:
         """Confluent-framed Avro from now on (see `OutputCodec.use_registry`)."""
@@ -61,24 +62,17 @@ class OutputMessages:
             for level, key in keys
         ]
 
-    def late_message(self, entry: Entry, watermark_ms: int, lateness_ms: int) -> Message:
-        topic, _, partition = entry.source.rpartition("#")
-        value = self.encode_late(
-            {
-                "event_id": entry.event_id,
-                "event_type": entry.type,
-                "unit": entry.unit,
-                "service": entry.service,
-                "event_time": entry.event_time,
-                "watermark_ms": watermark_ms,
-                "allowed_lateness_ms": lateness_ms,
-                "source_topic": topic,
-                "source_partition": int(partition),
-                "source_offset": entry.offset,
-            },
-        )
-        key = entry.source.encode() + b"#" + str(entry.offset).encode()
-        return self.late_topic, value, key, None, entry.event_time
+    def outbox_message(self, kind: str, record: dict[str, Any]) -> Message:
+        """An outbox entry's message (`streams.scoring.outbox`): alert, late or dead."""
+        if kind == "alert":
+            return self.alert_message(record)
+        key = f"{record['source_topic']}#{record['source_partition']}#{record['source_offset']}"
+        if kind == "late":
+            value = self.encode_late(record)
+            return self.late_topic, value, key.encode(), None, record["event_time"]
+        original = orjson.dumps(record["original"])
+        value = self.encode_dead_letter({**record, "original": original})
+        return self.deadletter_topic, value, key.encode(), None, None
 
     def alert_message(self, alert: dict[str, Any]) -> Message:
         value = self.encode_alert({**alert, "published_at_ms": int(time.time() * 1000)})

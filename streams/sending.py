@@ -12,6 +12,7 @@ per-key ordering need.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import zlib
 from collections.abc import Iterable
 from typing import Any
@@ -79,6 +80,48 @@ class BatchSender:
                 # a batch's metadata carries its base offset
                 last[(topic, partition)] = metadata.offset + batch.record_count() - 1
         return last
+
+
+class QueuedWrites:
+    """Writes queued, then sent in order, one send at a time (two concurrent sends could
+    interleave a partition's batches). A send that fails puts its writes back in front of the
+    queue: the next send carries them again, before anything queued later. So a send that
+    succeeds means every write queued before it is on the broker, whatever failed before."""
+
+    def __init__(self) -> None:
+        self._queued: list[Message] = []
+        self._last: asyncio.Future[dict[tuple[str, int], int]] | None = None
+
+    def queue(self, message: Message) -> None:
+        self._queued.append(message)
+
+    def send(self, sender: BatchSender) -> asyncio.Future[dict[tuple[str, int], int]]:
+        """Send what is queued after the previous send; done (with the offsets written) when
+        the broker has every write queued so far."""
+        self._last = asyncio.ensure_future(self._send(self._last, sender))
+        return self._last
+
+    async def _send(
+        self, previous: asyncio.Future[Any] | None, sender: BatchSender
+    ) -> dict[tuple[str, int], int]:
+        if previous is not None:
+            # its failure is reported to its own caller; its writes are queued again
+            with contextlib.suppress(Exception):
+                await previous
+        # taken now: writes queued while the previous send was confirmed go out too
+        queued, self._queued = self._queued, []
+        if not queued:
+            return {}
+        try:
+            return await sender.send(queued)
+        except BaseException:
+            self._queued[:0] = queued
+            raise
+
+    async def confirm(self) -> None:
+        """Wait for the latest send (raises if it failed)."""
+        if self._last is not None:
+            await self._last
 
 
 class SendTracker:

@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     # window whose end is this far behind the watermark has its keys tombstoned
     output_retention_days: Annotated[int, Field(ge=1, le=36_500)] = 400
     log_format: LogFormat = "text"
+    # test hook (streams/faults.py): the worker kills itself at this point; unset: never
+    fault_at: Literal["emit:alert", "emit:late", "emit:dead", "ack:applied"] | None = None
+    fault_pause_ms: Annotated[int, Field(ge=0, le=600_000)] = 5_000
     topic_prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")] = "cx"
     partitions: Annotated[int, Field(ge=1, le=256)] = 4
     replication_factor: Annotated[int, Field(ge=1, le=5)] = 1
@@ -127,6 +130,12 @@ class Settings(BaseSettings):
         if self.broker_workarounds is not None:
             return self.broker_workarounds
         return self.broker_url is None
+
+    @property
+    def max_units_per_partition(self) -> int:
+        """The unit cap of one envelope partition: its share of `max_units` (a unit's
+        partition is fixed by its code, crc32 % partitions)."""
+        return -(-self.max_units // self.partitions)
 
     @property
     def output_retention_ms(self) -> int:

@@ -43,7 +43,8 @@ from streams.core.plan import Accumulators
 from streams.core.subscriber_base import SubscriberBases
 from streams.core.windows import LocalCalendar, slice_start_ms
 from streams.scoring.alerting import AlertEvaluator, UnitRolling, add_into
-from streams.scoring.envelope import Entry, Row
+from streams.scoring.envelope import Row
+from streams.scoring.outbox import Outbox, late_record, unit_cap_record
 
 _EVENT_ID, _EVENT_TIME = itemgetter(0), itemgetter(3)  # of a seen-id row
 SEEN_CHUNK_IDS: Final = 2_000  # ~120 KB of JSON per seen-id chunk at most
@@ -61,6 +62,10 @@ class FoldConfig:
     # a source only the group view reports behind (read by another ingest, or by none
     # during a rebalance): held for a rebalance's length, not longer (that view can be stale)
     group_behind_idle_ms: int = 30_000
+    # distinct units this partition admits (None: any); entries of more are dead-lettered.
+    # Decided here, where the unit's state lives and is persisted, so every ingest and every
+    # restart agrees on which units are in.
+    max_units: int | None = None
 
 
 @dataclass(slots=True)
@@ -139,6 +144,7 @@ class Counts:
     duplicates: int = 0
     late: int = 0
     replayed: int = 0  # entries skipped by a guard: re-deliveries, never counted twice
+    unit_cap: int = 0  # entries of units past the cap (dead-lettered)
 
 
 class PartitionState:
@@ -156,10 +162,11 @@ class PartitionState:
         self.windows: dict[WindowKey, Window] = {}
         self.deleted: set[str] = set()  # table keys to tombstone at the next flush
         self.inhibitions: dict[tuple[str, str], bool] = {}  # (unit, service) -> service firing
-        self.late: list[Entry] = []  # late entries waiting to be published to cx.late
-        # Alert records not yet published. Persisted with the control value (an outbox): a
-        # transition whose machine state was flushed is published even after a crash.
-        self.outbox: list[dict[str, Any]] = []
+        # alert transitions, late events and dead letters until their send is acknowledged
+        self.outbox = Outbox()
+        # per source, the newest offset of an entry refused for the unit cap (such a unit
+        # has no state, hence no guard of its own: a replay must not count it twice)
+        self.refused: dict[str, int] = {}
         self.newest_ingest_ms = 0
         # The offset of the last envelope folded in: persisted with the control value, so a
         # worker that recovers this state resumes the envelope partition right after it,
@@ -200,11 +207,8 @@ class PartitionState:
             entries = list(entries)
             first_oldest = min((e[4] for e in entries), default=None)
         # the watermark moves between envelopes only: one horizon for the whole envelope
-        horizon = (
-            None
-            if self.watermark_ms is None
-            else self.watermark_ms - self.config.allowed_lateness_ms
-        )
+        lateness = self.config.allowed_lateness_ms
+        horizon = None if self.watermark_ms is None else self.watermark_ms - lateness
         units = self.units
         sources = self.sources
         counts = self.counts
@@ -216,7 +220,9 @@ class PartitionState:
             unit, source, offset, event_id, event_time, ingest_ms, etype, service, payload = row
             state = units.get(unit)
             if state is None:
-                state = units[unit] = UnitState()
+                state = self._admit(unit, source, offset, row, now_ms)
+                if state is None:
+                    continue
             if offset <= state.guard.get(source, -1):
                 replayed += 1
                 continue
@@ -234,7 +240,7 @@ class PartitionState:
                 continue
             if horizon is not None and event_time < horizon:
                 counts.late += 1
-                self.late.append(Entry._make(row))
+                self.outbox.add("late", late_record(row, horizon + lateness, lateness))
                 continue
             if seen is None:
                 state.seen[event_id] = (source, offset)
@@ -251,6 +257,23 @@ class PartitionState:
         self.newest_ingest_ms = newest_ingest_ms
         self._track_backlogs(behind, caught_up, now_ms, group_behind, first_oldest)
         self.refresh_watermark(now_ms)
+
+    def _admit(
+        self, unit: str, source: str, offset: int, row: Row, now_ms: int
+    ) -> UnitState | None:
+        """The state of a unit seen for the first time, or None past the unit cap (its
+        entry is dead-lettered once, a replay of it skipped)."""
+        cap = self.config.max_units
+        if cap is None or len(self.units) < cap:
+            state = self.units[unit] = UnitState()
+            return state
+        if offset > self.refused.get(source, -1):
+            self.refused[source] = offset
+            self.counts.unit_cap += 1
+            self.outbox.add("dead", unit_cap_record(row, cap, now_ms))
+        else:
+            self.counts.replayed += 1
+        return None
 
     def _track_backlogs(
         self,
@@ -429,22 +452,24 @@ class PartitionState:
             if state.rolling is None or state.rolling.boundary >= target:
                 continue
             bases = self.bases_at(unit, self.watermark_ms + 1)
-            self.outbox += evaluator.advance(
-                unit, state.rolling, state.slices, bases, self.watermark_ms, self.inhibitions
+            self.outbox.extend(
+                "alert",
+                evaluator.advance(
+                    unit, state.rolling, state.slices, bases, self.watermark_ms, self.inhibitions
+                ),
             )
-
-    def take_outbox(self) -> list[dict[str, Any]]:
-        """The alert records to publish now (the next flush persists their removal)."""
-        records, self.outbox = self.outbox, []
-        return records
 
     def acknowledge(
         self, evaluator: AlertEvaluator, unit: str, index: int, by: str, now_ms: int
-    ) -> list[dict[str, Any]]:
+    ) -> bool:
+        """Mark a firing alert acknowledged; its record goes to the outbox. False: nothing
+        to acknowledge (no such alert firing, or acknowledged already)."""
         state = self.units.get(unit)
         if state is None or state.rolling is None:
-            return []
-        return evaluator.acknowledge(unit, state.rolling, index, by, now_ms)
+            return False
+        records = evaluator.acknowledge(unit, state.rolling, index, by, now_ms)
+        self.outbox.extend("alert", records)
+        return bool(records)
 
     def advance_idle(self, elapsed_ms: int) -> None:
         """An idle partition's watermark follows the wall clock, so its windows still close."""
@@ -593,12 +618,14 @@ class PartitionState:
                     self.counts.duplicates,
                     self.counts.late,
                     self.counts.replayed,
+                    self.counts.unit_cap,
                 ],
                 "u": {
                     u: {"g": s.guard, "c": s.next_chunk, "r": _dump_rolling(s.rolling)}
                     for u, s in self.units.items()
                 },
-                "o": self.outbox,
+                "o": self.outbox.dump(),
+                "x": self.refused,
                 "e": self.envelope_offset,
             }
         )
@@ -631,8 +658,9 @@ class PartitionState:
                     for k, v in control["s"].items()
                 }
                 state.counts = Counts(*control["n"])
-                state.outbox = control.get("o", [])
-                state.envelope_offset = control.get("e", -1)
+                state.outbox = Outbox.load(control["o"])
+                state.refused = control["x"]
+                state.envelope_offset = control["e"]
                 for unit, data in control["u"].items():
                     state.units[unit] = UnitState(
                         guard=data["g"], next_chunk=data["c"], rolling=_load_rolling(data["r"])

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from streams.core.plan import ScoringPlan
 from streams.scoring.alerting import AlertEvaluator
-from streams.scoring.envelope import Entry, read_envelope
+from streams.scoring.envelope import read_envelope
 from streams.scoring.fold import Counts, FoldConfig, PartitionState
 from streams.scoring.publish import MeansLookup, Publisher, record_topic_key
 
@@ -35,15 +35,13 @@ class Outputs(Protocol):
 
     def score_message(self, record: dict[str, Any]) -> Message: ...
 
-    def late_message(self, entry: Entry, watermark_ms: int, lateness_ms: int) -> Message: ...
+    def outbox_message(self, kind: str, record: dict[str, Any]) -> Message: ...
 
     def tick_message(self, partition: int) -> Message: ...
 
     def summary_message(self, summary: dict[str, Any]) -> Message: ...
 
     def progress_message(self, watermarks_ms: dict[int, int]) -> Message: ...
-
-    def alert_message(self, alert: dict[str, Any]) -> Message: ...
 
     def tombstones(self, keys: Iterable[tuple[str, bytes]]) -> list[Message]: ...
 
@@ -69,6 +67,19 @@ class PartitionRuntime:
     backlog: bool = False  # the last envelope said its sources had more on the broker
     progress_sent: int | None = None  # the watermark last sent to the network level
     last_open_publish: float = 0.0  # when open windows were last published
+    # the outbox changed outside a fold (a confirmed send, an acknowledgement): a tick asks
+    # the agent to flush it soon, not at the next envelope
+    flush_wanted: bool = False
+
+
+@dataclass
+class Emitted:
+    """What an emit publishes, and per partition the outbox entries among it (their seq up
+    to which): `ScoringService.sent` once the broker has the messages, `unsent` if not."""
+
+    messages: list[Message] = field(default_factory=list)
+    outbox: dict[int, tuple[PartitionRuntime, int]] = field(default_factory=dict)
+    kinds: set[tuple[int, str]] = field(default_factory=set)  # (partition, kind) of entries
 
 
 def _replaying(runtime: PartitionRuntime, now_ms: int) -> bool:
@@ -238,13 +249,14 @@ class ScoringService:
 
     # -- on the emit timer ----------------------------------------------------------------
 
-    def emit(self) -> list[Message]:
-        """Messages to publish now: changed/closing windows, late events, flush ticks."""
+    def emit(self) -> Emitted:
+        """Messages to publish now: changed/closing windows, the outboxes (alerts, late
+        events, dead letters), flush ticks."""
         now = time.monotonic()
         now_ms = int(time.time() * 1000)
-        messages: list[Message] = []
+        emitted = Emitted()
+        messages = emitted.messages
         progress: dict[int, int] = {}  # partitions whose watermark moved
-        lateness = self.config.allowed_lateness_ms
         for partition, runtime in self.partitions.items():
             state = runtime.state
             state.refresh_watermark(now_ms)
@@ -252,9 +264,12 @@ class ScoringService:
                 state.advance_idle(int((now - runtime.last_idle_advance) * 1000))
                 runtime.last_idle_advance = now
             state.evaluate_alerts(self.evaluator)
-            alerts = state.take_outbox()
-            messages.extend(self.outputs.alert_message(a) for a in alerts)
-            self.alerts_published += len(alerts)
+            owed = state.outbox.take()
+            if owed:
+                messages.extend(self.outputs.outbox_message(kind, r) for _, kind, r in owed)
+                emitted.outbox[partition] = (runtime, owed[-1][0])
+                emitted.kinds.update((partition, kind) for _, kind, _ in owed)
+                self.alerts_published += sum(kind == "alert" for _, kind, _ in owed)
             # Catching up on history (a backlog, event time well behind the clock), an open
             # window is superseded within seconds: closing windows go out at once, open ones
             # every CATCH_UP_PUBLISH_S; the backlog's end publishes everything at the next
@@ -276,43 +291,59 @@ class ScoringService:
                 progress[partition] = state.watermark_ms
                 runtime.progress_sent = state.watermark_ms
             watermark = state.watermark_ms or 0
-            messages.extend(self.outputs.late_message(e, watermark, lateness) for e in state.late)
-            state.late.clear()
             for key in state.expire():
                 published = self.publisher.forget(partition, key)
                 if self.retention_ms is not None and (
                     state.window_end(key) + self.retention_ms < watermark
                 ):
                     messages.extend(self.outputs.tombstones(published))
-            unflushed = runtime.pending or alerts or any(w.unsaved for w in state.windows.values())
-            if (
+            unflushed = runtime.pending or any(w.unsaved for w in state.windows.values())
+            if runtime.flush_wanted or (
                 unflushed
                 and not runtime.tick_sent
                 and now - runtime.last_envelope >= self.flush_interval_s
             ):
+                runtime.flush_wanted = False
                 messages.append(self.outputs.tick_message(partition))
                 runtime.tick_sent = True
         if progress:
             # after every partition's summaries, in one message: the network level may
             # close a window once every partition's watermark passed it
             messages.append(self.outputs.progress_message(progress))
-        return messages
+        return emitted
+
+    def sent(self, emitted: Emitted) -> None:
+        """The broker acknowledged every message of `emitted`: its outbox entries leave their
+        partition's state (persisted by a flush asked for now). A partition revoked since
+        is left alone: its new owner publishes them again."""
+        for partition, (runtime, seq) in emitted.outbox.items():
+            if self.partitions.get(partition) is runtime and runtime.state.outbox.confirm(seq):
+                runtime.flush_wanted = True
+
+    def unsent(self, emitted: Emitted) -> None:
+        """Sending `emitted` failed: its outbox entries go out again at the next emit."""
+        for partition, (runtime, seq) in emitted.outbox.items():
+            if self.partitions.get(partition) is runtime:
+                runtime.state.outbox.retry(seq)
 
     def acknowledge(
         self,
         partition: int,
         ack: dict[str, Any],
+        event: Ackable,
         now_ms: int,
         load: Callable[[], Iterable[tuple[str, bytes]]],
-    ) -> list[Message]:
+    ) -> None:
         """Apply an acknowledgement routed to this partition (the ack topic is partitioned
-        like the envelopes, so the worker holding one holds the other)."""
+        like the envelopes, so the worker holding one holds the other). The record goes to
+        the outbox, and `event` is acknowledged with the flush that persists the change:
+        an acknowledgement is never committed before the state that holds it."""
         runtime = self._runtime(partition, load)
         index = self.evaluator.index_of(ack["service"], ack.get("touchpoint"))
-        if index is None:
-            return []
-        records = runtime.state.acknowledge(self.evaluator, ack["unit"], index, ack["by"], now_ms)
-        return [self.outputs.alert_message(r) for r in records]
+        if index is not None:
+            runtime.state.acknowledge(self.evaluator, ack["unit"], index, ack["by"], now_ms)
+        runtime.pending.append(event)
+        runtime.flush_wanted = True
 
     def catching_up(self) -> bool:
         """Some partition is replaying history: envelopes arriving with more waiting on the
@@ -333,6 +364,7 @@ class ScoringService:
             total.duplicates += c.duplicates
             total.late += c.late
             total.replayed += c.replayed
+            total.unit_cap += c.unit_cap
         return total
 
 

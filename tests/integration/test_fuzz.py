@@ -197,7 +197,10 @@ def test_fuzz_hostile_input_with_valid_events(stream_factory: Any) -> None:
     assert {e["unit"] for e in valid[:WARM_UP]} == set(UNITS)
     stream = stream_factory(
         allowed_lateness_ms=LATENESS,
+        # the cap is per envelope partition (its share of CEMI_MAX_UNITS): one partition,
+        # so the cap is exactly the real units and every made-up one is refused
         max_units=str(len(UNITS)),
+        partitions="1",
         customer_ref_hmac_key=HMAC_KEY,
     )
     settings = stream.settings

@@ -16,6 +16,7 @@ from streams.scoring.envelope import decode_envelope, encode_envelope, entry_for
 from streams.scoring.fold import FoldConfig, PartitionState
 from streams.simulate.generator import Generator, Incident
 from tests.factories import local_ms
+from tests.scoring.test_fold import sent_alerts
 
 CONFIG = FoldConfig(
     "Asia/Ho_Chi_Minh",
@@ -75,7 +76,7 @@ def fold_alerts(
         state.apply(decode_envelope(encode_envelope(rows[i : i + size])), 0)
         state.evaluate_alerts(evaluator)
         state.expire_slices()  # as before every flush: slices past the rolling window go
-        alerts += state.take_outbox()
+        alerts += sent_alerts(state)
     return alerts
 
 

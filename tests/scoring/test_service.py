@@ -20,8 +20,8 @@ class RecordingOutputs:
     def score_message(self, record: dict[str, Any]) -> Any:
         return ("score", record, None, None)
 
-    def late_message(self, entry: Any, watermark_ms: int, lateness_ms: int) -> Any:
-        return ("late", entry, None, None)
+    def outbox_message(self, kind: str, record: dict[str, Any]) -> Any:
+        return (kind, record, None, None)
 
     def tick_message(self, partition: int) -> Any:
         return ("tick", partition, None, None)
@@ -31,9 +31,6 @@ class RecordingOutputs:
 
     def progress_message(self, watermarks_ms: dict[int, int]) -> Any:
         return ("progress", watermarks_ms, None, None)
-
-    def alert_message(self, alert: dict[str, Any]) -> Any:
-        return ("alert", alert, None, None)
 
     def tombstones(self, keys: Any) -> list[Any]:
         return [("tombstone", key, level, None) for level, key in keys]
@@ -116,16 +113,16 @@ def test_a_backlog_publishes_closing_windows_at_once_and_open_ones_when_it_ends(
     month = local_ms("2026-11-01 00:00")
 
     feeder.send(["2026-11-04 10:00", "2026-11-05 10:00"], backlog=True)
-    first = published_windows(service.emit())  # the first publication of a partition
+    first = published_windows(service.emit().messages)  # the first publication of a partition
     assert first == {("day", day[4]), ("day", day[5]), ("month", month)}
 
     feeder.send(["2026-11-05 11:00", "2026-11-06 10:00"], backlog=True)
-    during = published_windows(service.emit())
+    during = published_windows(service.emit().messages)
     # day 5 closed (the watermark passed its end plus the lateness): out at once, final
     assert during == {("day", day[5])}
 
     feeder.send(["2026-11-06 11:00"], backlog=False)
-    after = published_windows(service.emit())
+    after = published_windows(service.emit().messages)
     assert after == {("day", day[6]), ("month", month)}
 
 
@@ -138,7 +135,7 @@ def test_without_a_backlog_every_changed_window_is_published_at_each_emit(
     service.emit()
     feeder.send(["2026-11-05 10:30"], backlog=False)
     month = local_ms("2026-11-01 00:00")
-    assert published_windows(service.emit()) == {
+    assert published_windows(service.emit().messages) == {
         ("day", day_start("2026-11-05")),
         ("month", month),
     }
@@ -158,7 +155,9 @@ def test_a_live_stream_with_a_momentary_backlog_still_publishes_at_each_emit(
     feeder.send(minutes_ago[:1], backlog=True)
     service.emit()
     feeder.send(minutes_ago[1:], backlog=True)  # event time near the clock: live, not history
-    assert ("day", day_start(now.strftime("%Y-%m-%d"))) in published_windows(service.emit())
+    assert ("day", day_start(now.strftime("%Y-%m-%d"))) in published_windows(
+        service.emit().messages
+    )
 
 
 def test_an_envelope_delivered_again_changes_nothing_and_counts_as_replayed(
@@ -207,9 +206,9 @@ def test_a_backlog_ends_when_no_envelope_came_for_a_flush_interval(
     feeder.send(["2026-11-04 10:00"], backlog=True)
     service.emit()
     feeder.send(["2026-11-04 10:30"], backlog=True)
-    assert published_windows(service.emit()) == set()
+    assert published_windows(service.emit().messages) == set()
     service.partitions[0].last_envelope -= 61  # a flush interval of silence
-    assert ("day", day_start("2026-11-04")) in published_windows(service.emit())
+    assert ("day", day_start("2026-11-04")) in published_windows(service.emit().messages)
 
 
 def test_the_service_is_catching_up_only_while_a_backlog_keeps_arriving(
@@ -298,14 +297,14 @@ def test_an_emit_sends_all_its_partitions_watermarks_in_one_message_after_their_
         e = validate_event(event("install", "2026-11-05 10:00", unit=f"U{partition}", **install))
         value = encode_envelope([entry_for(e, small_plan.contributions(e), "in", partition, 0, 1)])
         service.on_envelope(partition, value, Envelope(), list, lambda k, v: None, offset=0)
-    messages = service.emit()
+    messages = service.emit().messages
     kinds = [m[0] for m in messages]
     assert kinds.count("summary") == 4  # a day and a month window per unit
     assert kinds.count("progress") == 1
     (progress,) = [m[1] for m in messages if m[0] == "progress"]
     assert set(progress) == {0, 1}
     assert kinds.index("progress") > max(i for i, k in enumerate(kinds) if k == "summary")
-    watermarks = [m[1] for m in service.emit() if m[0] == "progress"]
+    watermarks = [m[1] for m in service.emit().messages if m[0] == "progress"]
     assert watermarks == []  # no watermark moved since
 
 
@@ -316,7 +315,7 @@ def test_latency_is_observed_once_per_window_publication_when_it_is_built(
     service = service_for(small_plan, observe_latency=observed.append)
     feeder = Feeder(small_plan, service)
     feeder.send(["2026-11-05 10:00"], backlog=False)
-    published = published_windows(service.emit())
+    published = published_windows(service.emit().messages)
     assert len(observed) == len(published) == 2  # the day and the month, once each
     service.emit()  # nothing new: no publication, no observation (scrapes play no part)
     assert len(observed) == 2
@@ -329,14 +328,14 @@ def test_windows_older_than_the_retention_are_tombstoned_when_dropped(
     service = service_for(small_plan, flush_interval_s=0, retention_ms=3 * 86_400_000)
     feeder = Feeder(small_plan, service)
     feeder.send(["2026-11-02 10:00"], backlog=False)
-    published = {m[1]["window_start_ms"]: m for m in service.emit() if m[0] == "score"}
+    published = {m[1]["window_start_ms"]: m for m in service.emit().messages if m[0] == "score"}
     day2 = day_start("2026-11-02")
     assert day2 in published
     feeder.send(["2026-11-03 10:00"], backlog=False)
     service.emit()
     # day 2 is dropped once day 3 is final too; by then it is over 3 days old
     feeder.send(["2026-11-09 10:00"], backlog=False)
-    messages = service.emit()
+    messages = service.emit().messages
     gone = [m for m in messages if m[0] == "tombstone"]
     assert gone and all(b"/day/2026-11-02T00:00:00+07:00" in m[1] for m in gone)
     assert {m[2] for m in gone} == {"kpi", "touchpoint", "service", "unit"}
@@ -345,4 +344,4 @@ def test_windows_older_than_the_retention_are_tombstoned_when_dropped(
     feeder = Feeder(small_plan, keep)
     for when in ("2026-11-02 10:00", "2026-11-03 10:00", "2026-11-09 10:00"):
         feeder.send([when], backlog=False)
-        assert not [m for m in keep.emit() if m[0] == "tombstone"]
+        assert not [m for m in keep.emit().messages if m[0] == "tombstone"]

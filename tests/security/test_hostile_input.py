@@ -29,6 +29,7 @@ from streams.core.events import (
 from streams.core.plan import ScoringPlan
 from streams.ingest import Ingest, held
 from streams.scoring.envelope import decode_envelope
+from streams.scoring.fold import FoldConfig, PartitionState
 from streams.settings import Settings, load_settings
 from streams.wire.codec import decode_record, encode
 from streams.wire.schemas import SchemaStore
@@ -150,6 +151,9 @@ def test_a_trailing_newline_does_not_pass_an_id_pattern() -> None:
 
 
 def test_the_distinct_unit_cap_dead_letters_new_units_only() -> None:
+    """The ingest passes any valid unit on; the partition its state lives in admits the
+    first `max_units` and dead-letters the others' events (tests/scoring/test_durability.py
+    covers the cap across a restart)."""
     settings = load_settings(max_units=2)
     ingest, producer = make_ingest(settings)
     topic = settings.topic("touchpoint.installs")
@@ -158,8 +162,16 @@ def test_the_distinct_unit_cap_dead_letters_new_units_only() -> None:
         values.append((topic, orjson.dumps({**valid(i), "unit": unit}), None))
     run(ingest, records(values))
     entries, dead = outputs(producer, settings)
-    assert sorted(e.unit for e in entries) == ["HPG", "HPG", "QBH", "QBH"]
-    assert [d["reason_code"] for d in dead] == ["unit_cap", "unit_cap"]
+    assert dead == [] and len(entries) == 6
+    config = FoldConfig("Asia/Ho_Chi_Minh", 600_000, 3_600_000, 60_000, max_units=2)
+    state = PartitionState(0, config)
+    state.apply(entries, 1_900_000_000_000)
+    assert sorted(state.units) == ["HPG", "QBH"] and state.counts.scored == 4
+    refused = [r for _, kind, r in state.outbox.take() if kind == "dead"]
+    assert [(d["reason_code"], d["original"]["unit"]) for d in refused] == [
+        ("unit_cap", "ZZZ1"),
+        ("unit_cap", "ZZZ2"),
+    ]
 
 
 # --- hypothesis: malformed JSON events -----------------------------------------------------

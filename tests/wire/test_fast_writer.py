@@ -23,6 +23,7 @@ from streams.batch import Replay
 from streams.core.plan import ScoringPlan
 from streams.outputs import OutputMessages
 from streams.scoring.envelope import Entry
+from streams.scoring.outbox import late_record, unit_cap_record
 from streams.settings import load_settings
 from streams.simulate.generator import Generator
 from streams.topics import Topics
@@ -250,8 +251,13 @@ def test_the_records_the_scorer_publishes_are_written_as_fastavro_writes_them(
             event["service"],
             [],
         )
-        value = outputs.late_message(entry, 1_793_500_000_000, 3_600_000)[1]
-        assert value == fastavro_bytes(late, _late(entry))
+        record = late_record(entry, 1_793_500_000_000, 3_600_000)
+        assert record == _late(entry)
+        assert outputs.outbox_message("late", record)[1] == fastavro_bytes(late, _late(entry))
+        dead = unit_cap_record(entry, 2, 1_793_500_000_000)
+        value = outputs.outbox_message("dead", dead)[1]
+        expected = {**dead, "original": orjson.dumps(dead["original"])}
+        assert value == fastavro_bytes(STORE.current_record("DeadLetter"), expected)
         # the input events too (the producer encodes them with the event schemas)
         schema = STORE.current_event(event["type"])
         assert writer_of(schema)(event) == fastavro_bytes(schema, event)
