@@ -1,6 +1,6 @@
 """API readiness against history: how long a worker's output view takes to catch up with
 score topics holding D days of records, following from the beginning (the baseline, what
-the API did before) or from the newest month (`streams/output_follow.py`).
+the API did before) or from the newest month (`streams/http/follow.py`).
 
     .venv/bin/python bench/api_follow.py [--days 90] [--units 6] [--publications 4]
 
@@ -18,16 +18,16 @@ import asyncio
 import contextlib
 import time
 import uuid
-from types import SimpleNamespace
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from streams.api import OutputView, follow_topics
 from streams.broker import EmbeddedBroker
 from streams.core.catalog import load_catalog
 from streams.core.plan import ScoringPlan
 from streams.core.windows import LocalCalendar
+from streams.http.follow import follow_topics
+from streams.http.view import OutputView
 from streams.settings import load_settings
 from streams.topics import Topics, create_topics
 
@@ -81,7 +81,7 @@ async def fill(url: str, topics: Topics, days: int, units: int, publications: in
 
 async def time_to_ready(url: str, settings: Any, bounded: bool) -> tuple[float, int]:
     topics = Topics(settings)
-    api = SimpleNamespace(view=OutputView())
+    view = OutputView()
     names = [topics.output("scores"), topics.output("kpi"), topics.output("alerts")]
     started = time.monotonic()
     calendar = LocalCalendar("Asia/Ho_Chi_Minh")
@@ -89,7 +89,7 @@ async def time_to_ready(url: str, settings: Any, bounded: bool) -> tuple[float, 
         settings,
         url,
         names,
-        api,  # type: ignore[arg-type]
+        view,
         bounded=names[:2] if bounded else (),
         calendar=calendar,
     )
@@ -98,10 +98,10 @@ async def time_to_ready(url: str, settings: Any, bounded: bool) -> tuple[float, 
     async def consume() -> None:
         async for message in stream:
             counted[0] += 1
-            api.view.add_score(message.key, message.value)
+            view.add_score(message.key, message.value)
 
     task = asyncio.ensure_future(consume())
-    while not api.view.caught_up and not task.done():
+    while not view.caught_up and not task.done():
         await asyncio.sleep(0.05)
     elapsed = time.monotonic() - started
     task.cancel()

@@ -22,8 +22,8 @@ import orjson
 from streams.batch import Replay, dump_records
 from streams.core.catalog import load_catalog
 from streams.core.plan import ScoringPlan
-from streams.gc_policy import tune_gc
-from streams.simulate.generator import DAY_MS, Generator
+from streams.tools.simulate.generator import DAY_MS, Generator
+from streams.worker.gc_policy import tune_gc
 
 
 def main() -> None:

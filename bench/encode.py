@@ -27,7 +27,7 @@ from fastavro import schemaless_writer
 from streams.batch import Replay
 from streams.core.catalog import load_catalog
 from streams.core.plan import ScoringPlan
-from streams.simulate.generator import Generator
+from streams.tools.simulate.generator import Generator
 from streams.wire.codec import encode
 from streams.wire.schemas import SchemaStore, StoredSchema
 

@@ -38,20 +38,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.stream import DAY_MS, SEED, history_start_ms
 from streams.batch import Replay
+from streams.contract.envelope import encode_envelope, entry_for, partition_for
 from streams.core.catalog import load_catalog
 from streams.core.events import validate_event
 from streams.core.plan import ScoringPlan
-from streams.gc_policy import tune_gc
-from streams.outputs import OutputMessages
-from streams.scoring.envelope import encode_envelope, entry_for, partition_for
 from streams.scoring.fold import FoldConfig
 from streams.scoring.service import ScoringService
 from streams.settings import load_settings
-from streams.simulate.generator import Generator
+from streams.tools.simulate.generator import Generator
 from streams.topics import Topics
 from streams.wire.codec import EventDecoder, encode
+from streams.wire.messages import OutputMessages
 from streams.wire.outputs import OutputCodec
 from streams.wire.schemas import SchemaStore
+from streams.worker.gc_policy import tune_gc
 
 
 class Acked:

@@ -65,7 +65,7 @@ from streams.broker import EmbeddedBroker, free_port
 from streams.core.catalog import load_catalog
 from streams.core.plan import ScoringPlan
 from streams.settings import Settings, load_settings
-from streams.simulate.generator import DAY_MS, Generator
+from streams.tools.simulate.generator import DAY_MS, Generator
 from streams.topics import Topics, create_topics
 from streams.wire.codec import EventDecoder, encode
 from streams.wire.schemas import SchemaStore
@@ -412,7 +412,7 @@ class Outputs:
 def read_outputs(deployment: Deployment, delay_window_ms: tuple[int, int] | None = None) -> Outputs:
     """Every record of cemi.scores and cemi.kpi: the latest per key, when values last
     changed, and (in `delay_window_ms`) each record's publication delay."""
-    from streams.tail import read_topic
+    from streams.tools.tail import read_topic
 
     out = Outputs()
     settled_at: dict[Key, tuple[tuple[Any, ...], int]] = {}
@@ -881,7 +881,7 @@ def profile_top(path: Path, top: int = 15) -> str:
         if not stack or not count_text.isdigit():
             continue
         count = int(count_text)
-        process = "ingest child" if "streams/ingest_process.py" in stack else "worker"
+        process = "ingest child" if "streams/ingest/process.py" in stack else "worker"
         frames = [shorten(frame) for frame in stack.split(";")]
         frames = [f for f in frames if f]
         if not frames:

@@ -8,10 +8,10 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaProducer
 
+from streams.contract.envelope import partition_for
 from streams.kafka_security import client_kwargs
-from streams.scoring.envelope import partition_for
 from streams.settings import Settings
-from streams.tail import latest_by_key
+from streams.tools.tail import latest_by_key
 from streams.topics import Topics
 from streams.wire.outputs import reader_codec
 

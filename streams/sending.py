@@ -19,8 +19,8 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
+from streams.contract.messages import Message
 from streams.kafka_security import client_kwargs
-from streams.scoring.service import Message
 from streams.settings import Settings
 
 

@@ -45,8 +45,8 @@ class Settings(BaseSettings):
         description="Kafka bootstrap servers (host:port,... or kafka://host:port;...); unset: "
         "start the embedded broker",
     )
-    # The embedded broker's work-arounds (streams/kafka_compat.py); unset: on exactly when the
-    # embedded broker is used (no CEMI_BROKER_URL). `cemi broker` prints `...=true` for its URL.
+    # The embedded broker's work-arounds (streams/worker/kafka_compat.py); unset: on exactly
+    # when the embedded broker is used (no CEMI_BROKER_URL). `cemi broker` prints `...=true`.
     broker_workarounds: bool | None = None
     # what the output topics carry: Avro (single-object, or Confluent-framed with a registry)
     # or one UTF-8 JSON object per record, with the Avro schema's field names
@@ -55,7 +55,7 @@ class Settings(BaseSettings):
     # window whose end is this far behind the watermark has its keys tombstoned
     output_retention_days: Annotated[int, Field(ge=1, le=36_500)] = 400
     log_format: LogFormat = "text"
-    # test hook (streams/faults.py): the worker kills itself at this point; unset: never
+    # test hook (streams/worker/faults.py): the worker kills itself at this point; unset: never
     fault_at: Literal["emit:alert", "emit:late", "emit:dead", "ack:applied"] | None = None
     fault_pause_ms: Annotated[int, Field(ge=0, le=600_000)] = 5_000
     topic_prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")] = "cx"
@@ -78,7 +78,7 @@ class Settings(BaseSettings):
     ingest_process: bool = True
     web_host: str = "127.0.0.1"
     web_port: Annotated[int, Field(ge=1, le=65535)] = 6066
-    # HTTP API (streams/api.py): the bearer token of the write endpoints (and of the read
+    # HTTP API (streams/http/api.py): the bearer token of the write endpoints (and of the read
     # endpoints with CEMI_API_READ_AUTH), the largest request body accepted
     api_token: Annotated[SecretStr | None, Field(min_length=16)] = None
     api_read_auth: bool = False

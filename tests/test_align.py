@@ -8,7 +8,7 @@ from collections import deque
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.align import Aligner
+from streams.ingest.align import Aligner
 
 Rec = tuple[int, int]  # (record timestamp, offset): the merge reads item 0
 

@@ -140,7 +140,7 @@ def test_day_windows_carry_delta_to_the_previous_day(small_plan: ScoringPlan) ->
 
 def test_same_input_gives_byte_identical_output(default_plan: ScoringPlan) -> None:
     from streams.batch import dump_records
-    from streams.simulate.generator import Generator
+    from streams.tools.simulate.generator import Generator
 
     lines = _lines(list(Generator(seed=3).events(3000)))
     outputs = []

@@ -79,7 +79,7 @@ def test_score_writes_json_lines_and_exits_1_when_lines_were_rejected(tmp_path: 
 
 
 def test_score_uses_the_packaged_catalog_by_default_and_exits_0(tmp_path: Path) -> None:
-    from streams.simulate.generator import Generator
+    from streams.tools.simulate.generator import Generator
 
     events = tmp_path / "events.jsonl"
     events.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in Generator().events(2000)))

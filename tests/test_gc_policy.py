@@ -6,7 +6,7 @@ import gc
 
 import pytest
 
-from streams.gc_policy import INGEST_THRESHOLDS, THRESHOLDS, tune_gc
+from streams.worker.gc_policy import INGEST_THRESHOLDS, THRESHOLDS, tune_gc
 
 
 @pytest.mark.parametrize("thresholds", [THRESHOLDS, INGEST_THRESHOLDS], ids=["worker", "ingest"])

@@ -6,7 +6,7 @@ import gc
 
 from aiokafka.structs import ConsumerRecord
 
-from streams.ingest import held
+from streams.ingest.stage import held
 
 
 def consumer_record(offset: int, key: bytes | None) -> ConsumerRecord[bytes, bytes]:

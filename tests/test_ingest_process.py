@@ -8,8 +8,8 @@ from pathlib import Path
 import orjson
 from pydantic import SecretStr
 
-from streams.ingest import IngestStats
-from streams.ingest_process import IngestProcess, settings_payload, stats_line
+from streams.ingest.process import IngestProcess, settings_payload, stats_line
+from streams.ingest.stage import IngestStats
 from streams.settings import Settings, load_settings
 
 

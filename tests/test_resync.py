@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, NamedTuple
 
-from streams.resync import QUIET_S, RETRY_S, Resync
+from streams.worker.resync import QUIET_S, RETRY_S, Resync
 
 
 class TP(NamedTuple):

@@ -10,8 +10,8 @@ import pytest
 from aiokafka import TopicPartition
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
-from streams import kafka_compat
 from streams.settings import SettingsError, load_settings
+from streams.worker import kafka_compat
 
 
 @pytest.fixture

@@ -38,12 +38,12 @@ from typing import Any, Final
 
 import orjson
 
+from streams.contract.envelope import Row
 from streams.core.alerts import AlertState
 from streams.core.plan import Accumulators
 from streams.core.subscriber_base import SubscriberBases
 from streams.core.windows import LocalCalendar, slice_start_ms
 from streams.scoring.alerting import AlertEvaluator, UnitRolling, add_into
-from streams.scoring.envelope import Row
 from streams.scoring.outbox import Outbox, late_record, unit_cap_record
 
 _EVENT_ID, _EVENT_TIME = itemgetter(0), itemgetter(3)  # of a seen-id row

@@ -13,40 +13,16 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
+from streams.contract.envelope import read_envelope
+from streams.contract.messages import Ackable, Message, Outputs
 from streams.core.plan import ScoringPlan
 from streams.scoring.alerting import AlertEvaluator
-from streams.scoring.envelope import read_envelope
 from streams.scoring.fold import Counts, FoldConfig, PartitionState
 from streams.scoring.publish import MeansLookup, Publisher, record_topic_key
 
 log = logging.getLogger(__name__)
-# topic, value (None: a tombstone), key, partition (None: by key), timestamp ms (None: now)
-Message = tuple[str, bytes | None, bytes | None, int | None, int | None]
-
-
-class Ackable(Protocol):
-    def ack(self) -> bool: ...
-
-
-class Outputs(Protocol):
-    """Encodes published records into messages (Avro) and knows the topics."""
-
-    def score_message(self, record: dict[str, Any]) -> Message: ...
-
-    def outbox_message(self, kind: str, record: dict[str, Any]) -> Message: ...
-
-    def tick_message(self, partition: int) -> Message: ...
-
-    def summary_message(self, summary: dict[str, Any]) -> Message: ...
-
-    def progress_message(self, watermarks_ms: dict[int, int]) -> Message: ...
-
-    def tombstones(self, keys: Iterable[tuple[str, bytes]]) -> list[Message]: ...
-
-
-TICK = b""  # an empty envelope: lets the agent flush an idle partition
 BACKLOG_FLUSH_FACTOR = 5
 CATCH_UP_MS = 300_000  # a watermark this far behind the clock: replaying history, not live
 CATCH_UP_PUBLISH_S = 15.0  # open windows' publication interval while catching up

@@ -1,4 +1,4 @@
-"""`streams.metrics.exposition`: the bytes of prometheus_client's generate_latest, faster."""
+"""`streams.http.metrics.exposition`: the bytes of prometheus_client's generate_latest, faster."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from prometheus_client.registry import Collector
 
 from streams.core.catalog import load_catalog
 from streams.core.plan import ScoringPlan
-from streams.metrics import CemiCollector, LatencyHistogram, exposition, registry_for
+from streams.http.metrics import CemiCollector, LatencyHistogram, exposition, registry_for
 
 
 def fake_scoring(units: int) -> Any:

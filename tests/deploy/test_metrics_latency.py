@@ -8,7 +8,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.registry import Collector
 
-from streams.metrics import LatencyHistogram
+from streams.http.metrics import LatencyHistogram
 
 
 def test_histogram_exposition_is_cumulative_with_inf_sum_and_count() -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from streams.alert_client import current_alerts, send_ack
-from streams.tail import read_topic
+from streams.tools.tail import read_topic
 from tests.integration.test_stream import send
 from tests.scoring.test_alerting import backlog_events
 

@@ -23,7 +23,7 @@ from hypothesis import settings as hypothesis_settings
 from schemathesis.generation.modes import GenerationMode
 
 from streams.broker import EmbeddedBroker
-from streams.tail import latest_by_key
+from streams.tools.tail import latest_by_key
 from streams.topics import INPUT, OUTPUT, Topics
 from streams.wire.codec import encode
 from streams.wire.outputs import reader_codec
@@ -402,7 +402,7 @@ def test_readyz_reports_a_broker_outage_and_the_recovery(
 def api_for(**settings: Any) -> Any:
     from types import SimpleNamespace
 
-    from streams.api import Api
+    from streams.http.api import Api
     from streams.settings import load_settings
     from streams.wire.outputs import OutputCodec
 
@@ -453,7 +453,7 @@ def feed(api: Any, record: dict[str, Any]) -> None:
 async def ask(api: Any, handler: str, path: str, token: str | None = None, **kw: Any) -> Any:
     from aiohttp.test_utils import make_mocked_request
 
-    from streams.api import _guarded
+    from streams.http.api import _guarded
 
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     reply = await _guarded(getattr(api, handler))(

@@ -2,7 +2,7 @@
 transition, late record and acknowledgement is published or applied after the restart, and
 the unit cap decides the same after a restart.
 
-The moment is armed with `CEMI_FAULT_AT` (streams/faults.py): the worker kills itself there,
+The moment is armed with `CEMI_FAULT_AT` (streams/worker/faults.py): the worker kills itself there,
 after `CEMI_FAULT_PAUSE_MS` during which the rest of it goes on (folds, flushes, commits).
 The restarted worker runs without it. The same holes, without Kafka and without a kill, are
 in tests/scoring/test_durability.py.
@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from streams.alert_client import send_ack
-from streams.tail import latest_by_key
+from streams.tools.tail import latest_by_key
 from tests.factories import event
 from tests.integration.conftest import Stream, Worker
 from tests.integration.test_alerts import alert_log

@@ -36,9 +36,9 @@ from typing import Any
 import pytest
 
 from streams.broker import EmbeddedBroker
-from streams.produce import EventProducer, paced
-from streams.scoring.envelope import partition_for
-from streams.tail import latest_by_key
+from streams.contract.envelope import partition_for
+from streams.tools.produce import EventProducer, paced
+from streams.tools.tail import latest_by_key
 from streams.wire.schemas import SchemaStore
 from tests.integration.conftest import Stream, Worker
 from tests.integration.test_stream import (
@@ -190,7 +190,7 @@ def envelope_diagnosis(stream: Stream, events: list[dict[str, Any]]) -> str:
 
     from aiokafka import AIOKafkaConsumer
 
-    from streams.scoring.envelope import decode_envelope
+    from streams.contract.envelope import decode_envelope
     from streams.topics import Topics
 
     async def read() -> dict[str, list[Any]]:

@@ -25,7 +25,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from streams.tail import read_topic
+from streams.tools.tail import read_topic
 from streams.topics import Topics
 from streams.wire.codec import encode
 from streams.wire.schemas import SchemaStore

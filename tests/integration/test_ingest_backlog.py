@@ -10,8 +10,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from streams.broker import EmbeddedBroker
-from streams.ingest import GroupBacklog
-from streams.scoring.envelope import source_key
+from streams.contract.envelope import source_key
+from streams.ingest.stage import GroupBacklog
 
 pytestmark = pytest.mark.broker
 

@@ -24,7 +24,7 @@ def ingest_child(worker: Any, timeout: float = 60) -> int:
     while time.monotonic() < deadline:
         children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
         for child in children:
-            if b"streams.ingest_process" in Path(f"/proc/{child}/cmdline").read_bytes():
+            if b"streams.ingest.process" in Path(f"/proc/{child}/cmdline").read_bytes():
                 return int(child)
         time.sleep(0.2)
     raise AssertionError("no ingest child process")

@@ -10,7 +10,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from streams.broker import EmbeddedBroker
 from streams.core.windows import LocalCalendar
-from streams.output_follow import PROBE_RECORDS, newest_window_positions
+from streams.http.follow import PROBE_RECORDS, newest_window_positions
 from tests.factories import local_ms
 
 pytestmark = pytest.mark.broker

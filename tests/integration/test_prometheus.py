@@ -16,9 +16,9 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from streams.broker import EmbeddedBroker
-from streams.produce import EventProducer
-from streams.simulate.generator import Generator
-from streams.tail import latest_by_key
+from streams.tools.produce import EventProducer
+from streams.tools.simulate.generator import Generator
+from streams.tools.tail import latest_by_key
 from streams.topics import Topics
 from tests.deploy.promql import (
     RULE_FILES,

@@ -16,9 +16,9 @@ from streams.batch import Replay
 from streams.core.catalog import load_catalog
 from streams.core.plan import ScoringPlan
 from streams.core.records import record_key
-from streams.produce import EventProducer
-from streams.simulate.generator import DAY_MS, Generator
-from streams.tail import latest_by_key, read_topic
+from streams.tools.produce import EventProducer
+from streams.tools.simulate.generator import DAY_MS, Generator
+from streams.tools.tail import latest_by_key, read_topic
 from streams.wire.codec import encode
 from streams.wire.schemas import SchemaStore
 from tests.factories import event, local_ms

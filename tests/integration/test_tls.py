@@ -394,7 +394,7 @@ def test_plaintext_client_to_tls_port_is_refused(
 
 def test_worker_runs_over_tls(tls_broker: TlsBroker, pki: Pki, tmp_path: Path) -> None:
     """`cemi worker` (Faust with broker_credentials, ingest, producers) entirely over TLS."""
-    from streams.produce import EventProducer
+    from streams.tools.produce import EventProducer
     from tests.factories import event
 
     settings = tls_settings(tls_broker.url, pki.ca)
@@ -453,7 +453,7 @@ def test_worker_runs_over_tls(tls_broker: TlsBroker, pki: Pki, tmp_path: Path) -
         assert stats.get("scored") == len(events), (stats, log.read_text()[-3000:])
         assert stats["published_records"] > 0
         # the score records came back over TLS too
-        from streams.tail import latest_by_key
+        from streams.tools.tail import latest_by_key
 
         scores = asyncio.run(
             latest_by_key(

@@ -8,13 +8,13 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from streams.contract.envelope import decode_envelope, encode_envelope, entry_for
 from streams.core.alerts import NORMAL, AlertRule, AlertState, step
 from streams.core.plan import ScoringPlan
 from streams.core.rollup import weighted_mean
 from streams.scoring.alerting import AlertEvaluator, _steady
-from streams.scoring.envelope import decode_envelope, encode_envelope, entry_for
 from streams.scoring.fold import FoldConfig, PartitionState
-from streams.simulate.generator import Generator, Incident
+from streams.tools.simulate.generator import Generator, Incident
 from tests.factories import local_ms
 from tests.scoring.test_fold import sent_alerts
 

@@ -149,7 +149,7 @@ class FlakySender:
 
 
 def test_a_failed_changelog_send_is_sent_again_in_order_and_then_acknowledges_its_events() -> None:
-    from streams.app import AckAfterPersist
+    from streams.worker.tables import AckAfterPersist
 
     async def scenario() -> tuple[list[list[Any]], list[int], list[bool]]:
         writes, acks = QueuedWrites(), AckAfterPersist()

@@ -9,9 +9,9 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from streams.contract.envelope import Entry, decode_envelope, encode_envelope, entry_for
 from streams.core.events import validate_event
 from streams.core.plan import ScoringPlan
-from streams.scoring.envelope import Entry, decode_envelope, encode_envelope, entry_for
 from streams.scoring.fold import FoldConfig, PartitionState
 from tests.factories import event, local_ms
 from tests.strategies import event_lists

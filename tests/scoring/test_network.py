@@ -74,10 +74,10 @@ def test_one_progress_message_carries_every_partition_of_an_emit(
     """A worker's emit sends its partitions' summaries, then all their watermarks at once:
     the network level, publishing as summaries arrive, never takes a window final on the
     first partition's watermark while the second's last summary of it is still to come."""
-    from streams.outputs import OutputMessages
     from streams.scoring.network import decode_summary
     from streams.settings import Settings
     from streams.topics import Topics
+    from streams.wire.messages import OutputMessages
     from streams.wire.outputs import OutputCodec
     from streams.wire.schemas import SchemaStore
 

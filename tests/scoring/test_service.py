@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from streams.contract.envelope import encode_envelope, entry_for
 from streams.core.events import validate_event
 from streams.core.plan import ScoringPlan
-from streams.scoring.envelope import encode_envelope, entry_for
 from streams.scoring.fold import PartitionState, control_key, resume_position
 from streams.scoring.service import EmitPace, ScoringService
 from tests.factories import LOCAL, event, local_ms

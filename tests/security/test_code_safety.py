@@ -154,8 +154,8 @@ def test_the_scan_allows_safe_forms(snippet: str) -> None:
 
 def test_faust_uses_raw_and_json_serializers_only() -> None:
     """Every serializer of the app: defaults, agent channels, tables and their changelogs."""
-    from streams.app import create_app
     from streams.settings import load_settings
+    from streams.worker.app import create_app
 
     app = create_app(load_settings(store="memory"), "127.0.0.1:1")
     serializers = {

@@ -16,6 +16,7 @@ from aiokafka import TopicPartition
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from streams.contract.envelope import decode_envelope
 from streams.core.catalog import load_catalog
 from streams.core.events import (
     EVENT_FIELDS,
@@ -27,8 +28,7 @@ from streams.core.events import (
     without_literals,
 )
 from streams.core.plan import ScoringPlan
-from streams.ingest import Ingest, held
-from streams.scoring.envelope import decode_envelope
+from streams.ingest.stage import Ingest, held
 from streams.scoring.fold import FoldConfig, PartitionState
 from streams.settings import Settings, load_settings
 from streams.wire.codec import decode_record, encode

@@ -111,7 +111,7 @@ def test_ssl_faust_credentials(ca_file: Path) -> None:
 
 
 def test_the_faust_app_gets_the_credentials(ca_file: Path) -> None:
-    from streams.app import create_app
+    from streams.worker.app import create_app
 
     settings = load_settings(
         store="memory",

@@ -20,16 +20,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from streams.batch import Replay
+from streams.contract.envelope import Entry
 from streams.core.plan import ScoringPlan
-from streams.outputs import OutputMessages
-from streams.scoring.envelope import Entry
 from streams.scoring.outbox import late_record, unit_cap_record
 from streams.settings import load_settings
-from streams.simulate.generator import Generator
+from streams.tools.simulate.generator import Generator
 from streams.topics import Topics
 from streams.wire import fast_writer
 from streams.wire.codec import InvalidRecord, encode
 from streams.wire.fast_writer import INT_MAX, INT_MIN, LONG_MAX, LONG_MIN, compile_writer
+from streams.wire.messages import OutputMessages
 from streams.wire.outputs import OutputCodec
 from streams.wire.schemas import SchemaStore, StoredSchema, single_object_header
 from tests.factories import a_score_record

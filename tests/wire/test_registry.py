@@ -16,11 +16,11 @@ from aiohttp import web
 from fastavro import schemaless_writer
 
 from streams.core.events import InvalidEvent, validate_event
-from streams.outputs import OutputMessages
 from streams.settings import load_settings
 from streams.topics import Topics
 from streams.wire import registry as confluent
 from streams.wire.codec import EventDecoder, encode
+from streams.wire.messages import OutputMessages
 from streams.wire.outputs import OUTPUT_RECORDS, OutputCodec, reader_codec
 from streams.wire.registry import SchemaRegistry, registry_of
 from streams.wire.schemas import SchemaStore, event_schema
@@ -240,7 +240,7 @@ def test_a_refused_registration_refuses_to_start_naming_the_setting(
 ) -> None:
     from types import SimpleNamespace
 
-    from streams.api import use_registry
+    from streams.http.api import use_registry
     from streams.settings import SettingsError
 
     topics = Topics(load_settings())

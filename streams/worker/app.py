@@ -11,44 +11,44 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import shutil
 import time
 from collections import Counter
-from collections.abc import Awaitable
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import faust
 import orjson
-from aiokafka import AIOKafkaProducer
 from faust.types import TP
 from mode import Service
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from streams import faults
-from streams.api import register_api, tables_recovered
 from streams.core.catalog import load_catalog
 from streams.core.plan import ScoringPlan
-from streams.gc_policy import tune_gc
-from streams.ingest import Ingest
-from streams.ingest_process import IngestProcess
-from streams.kafka_compat import faust_broker_url, register_transport
+from streams.http.api import register_api, tables_recovered
+from streams.http.metrics import CemiCollector, LatencyHistogram, exposition, registry_for
+from streams.ingest.process import IngestProcess
+from streams.ingest.stage import Ingest
 from streams.kafka_security import client_kwargs, faust_credentials
-from streams.logs import logging_config
-from streams.metrics import CemiCollector, LatencyHistogram, exposition, registry_for
-from streams.outputs import OutputMessages
-from streams.resync import Resync
 from streams.scoring.fold import FoldConfig, control_key, resume_position
 from streams.scoring.network import NetworkState, decode_summary
 from streams.scoring.publish import NetworkView
-from streams.scoring.service import Ackable, EmitPace, Message, ScoringService
-from streams.sending import BatchSender, QueuedWrites, SendTracker, batch_producer
+from streams.scoring.service import EmitPace, ScoringService
+from streams.sending import BatchSender, batch_producer
 from streams.settings import Settings
-from streams.tail import follow_json
+from streams.tools.tail import follow_json
 from streams.topics import Topics
+from streams.wire.messages import OutputMessages
 from streams.wire.outputs import OutputCodec
 from streams.wire.schemas import SchemaStore
+from streams.worker import faults
+from streams.worker.kafka_compat import faust_broker_url, register_transport
+from streams.worker.resync import Resync
+from streams.worker.runtime import Runtime
+from streams.worker.tables import (
+    AckAfterPersist,
+    ConfirmingTable,
+    fetched_not_taken,
+    log_unconfirmed,
+)
 
 log = logging.getLogger(__name__)
 REVOKE_CONFIRM_TIMEOUT_S = 10.0  # changelog sends normally confirm in milliseconds
@@ -58,109 +58,6 @@ STREAM_BUFFER_MESSAGES = 64  # per channel: tens of thousands of events already 
 # The network agent's summaries (~15 KB each, hundreds per catch-up publication): a full
 # channel holds back the delivery of everything fetched behind it
 SUMMARY_BUFFER_MESSAGES = 1024
-
-
-class ConfirmingTable(faust.Table):  # type: ignore[misc,type-arg]
-    """A table whose changelog sends can be awaited (`confirm_sent`), and whose writes can
-    be batched: `put` changes the local store and queues the changelog record, `persist`
-    sends the queued records, one record batch per partition. Faust sends each write on its
-    own (~30 µs of Python a record), and a flush during a catch-up writes thousands of
-    rolling slices."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        # Faust's own changelog sends (`table[key] = value`): not sent again if one fails,
-        # so a failure stays (every confirm raises: better stuck than committed ahead)
-        self.sends = SendTracker()
-        self.writes = QueuedWrites()  # ours (`put`): a failed send is sent again
-
-    def send_changelog(self, *args: Any, **kwargs: Any) -> Any:
-        return self.sends.track(super().send_changelog(*args, **kwargs))
-
-    async def confirm_sent(self) -> None:
-        await self.writes.confirm()  # the writes queued before it are sent by then
-        await self.sends.confirm()
-
-    def put(self, key: str, value: bytes | None) -> None:
-        """Set (value None: delete) a key inside the agent's iteration, as `table[key] =
-        value` does (same changelog partition, key bytes and store), without sending yet."""
-        partition = self.partition_for_key(key)  # the current event's, as Faust does
-        changelog = self.changelog_topic
-        encoded, _ = changelog.prepare_key(key, self.key_serializer)
-        if value is None:
-            with contextlib.suppress(KeyError):
-                del self.data[key]
-        else:
-            self.data[key] = value
-        self.writes.queue((changelog.get_topic_name(), value, encoded, partition, None))
-
-    async def persist(self, sender: BatchSender) -> None:
-        """Send what `put` queued (`QueuedWrites`: in write order, a failed send's writes
-        sent again with the next); returns when the broker has every write made before this
-        call. Records the changelog offsets written, as Faust does for a local store to
-        resume its recovery from."""
-        written = await self.writes.send(sender)
-        for (topic, partition), offset in written.items():
-            self.data.set_persisted_offset(TP(topic, partition), offset)
-        await self.sends.confirm()
-
-
-def fetched_not_taken(topic: Any) -> int:
-    """Messages of a topic that Faust fetched and its agents have not taken yet (the queues
-    of the channels iterating it)."""
-    return sum(channel.queue.qsize() for channel in getattr(topic, "_subscribers", ()))
-
-
-def _log_unconfirmed(done: asyncio.Future[None]) -> None:
-    # Seen here even when the agent, which raises it at its next flush, has stopped first
-    # (a worker stopping with a flush in flight): its envelopes are read again.
-    if not done.cancelled() and done.exception() is not None:
-        log.warning("a state flush was not confirmed: %r", done.exception())
-
-
-class AckAfterPersist:
-    """Faust commits acknowledged offsets, and a commit must never get ahead of the state it
-    stands for: the events of a flush are acknowledged once the changelog has the flush's
-    writes. A flush whose send failed keeps its events; its writes go out again with the
-    next flush (`QueuedWrites`), whose success acknowledges both."""
-
-    def __init__(self) -> None:
-        self.waiting: list[Ackable] = []  # events of flushes not confirmed (in order)
-
-    async def acknowledge(self, persisted: Awaitable[None], events: list[Ackable]) -> None:
-        self.waiting.extend(events)
-        taken = len(self.waiting)  # every write of these events is queued by now
-        await persisted  # raises if the send failed: the events stay
-        done, self.waiting = self.waiting[:taken], self.waiting[taken:]
-        for event in done:
-            event.ack()
-
-
-@dataclass
-class Runtime:
-    """What the app's agents, timers and routes share (one per worker process)."""
-
-    settings: Settings
-    bootstrap: str
-    plan: ScoringPlan
-    topics: Topics
-    store: SchemaStore
-    scoring: ScoringService
-    outputs: OutputMessages
-    views: dict[tuple[str, int], NetworkView]
-    producer: AIOKafkaProducer | None = None
-    sender: BatchSender | None = None
-    # The state changelog's own producer: a flush (which the fold waits for) must not
-    # queue behind an emit's tens of thousands of output records (it did, for seconds).
-    state_producer: AIOKafkaProducer | None = None
-    state_sender: BatchSender | None = None
-    ingest: Ingest | IngestProcess | None = None
-    network: NetworkState | None = None
-    loglevel: str = "warning"  # the worker's, for the ingest child (set by run_worker)
-
-    async def send(self, messages: list[Message]) -> None:
-        assert self.sender is not None
-        await self.sender.send(messages)
 
 
 def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | None = None) -> Any:
@@ -375,7 +272,7 @@ def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | N
                 acknowledging = asyncio.ensure_future(
                     state_acks.acknowledge(state.persist(runtime.state_sender), flushed)
                 )
-                acknowledging.add_done_callback(_log_unconfirmed)
+                acknowledging.add_done_callback(log_unconfirmed)
                 confirming.append(acknowledging)
                 while confirming and (
                     confirming[0].done() or len(confirming) > MAX_UNCONFIRMED_FLUSHES
@@ -559,50 +456,3 @@ def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | N
 
     register_api(app, runtime)
     return app
-
-
-CLEAN_SHUTDOWN = ".clean-shutdown"
-
-
-def distrust_local_state_after_a_crash(data_dir: Path) -> bool:
-    """Drop local table data unless the last worker here stopped cleanly; True if dropped.
-
-    A local store (RocksDB) is written before the changelog is acknowledged, and Faust's
-    recovery replays the changelog over it from the last acknowledged offset: after a crash
-    that can leave one key newer than another that was written before it, which breaks the
-    write-order invariant the exactly-once fold relies on. The changelog alone is always a
-    prefix, so after an unclean stop the tables are rebuilt from it.
-    """
-    marker = data_dir / CLEAN_SHUTDOWN
-    if marker.exists():
-        marker.unlink()
-        return False
-    if data_dir.exists() and any(data_dir.iterdir()):
-        shutil.rmtree(data_dir)
-        return True
-    return False
-
-
-def run_worker(app: Any, loglevel: str = "warning") -> None:
-    """Run a Faust worker for `app` in this process until it is stopped (no argv parsing)."""
-    from faust.cli.base import prepare_app
-
-    data_dir = Path(app.conf.datadir)
-    if distrust_local_state_after_a_crash(data_dir):
-        log.warning(
-            "%s: no clean shutdown recorded; local tables rebuilt from changelogs", data_dir
-        )
-    prepare_app(app, app.conf.id)
-    app.cemi.loglevel = loglevel
-    settings: Settings = app.cemi.settings
-    # text keeps Faust's own (coloured on a terminal) set-up; json replaces it
-    logs = logging_config("json", loglevel) if settings.log_format == "json" else None
-    worker = faust.Worker(app, loglevel=loglevel, redirect_stdouts=False, logging_config=logs)
-    tune_gc()
-    try:
-        worker.execute_from_commandline()
-    except SystemExit as done:
-        if done.code not in (0, None):
-            raise
-    data_dir.mkdir(parents=True, exist_ok=True)
-    (data_dir / CLEAN_SHUTDOWN).touch()

@@ -20,7 +20,7 @@ from typing import Final
 THRESHOLDS: Final = (700, 10, 1_000)
 
 # The ingest child holds no state: CPython's defaults, after the freeze. The records waiting in
-# its merge are kept as tuples the collector stops tracking (`streams/ingest.py`), so a full
+# its merge are kept as tuples the collector stops tracking (`streams/ingest/stage.py`), so a full
 # collection there scans little. Measured in 1M-event benchmark runs: with aiokafka's records
 # in the merge, 38 full collections took 6.3 of the child's ~20 CPU-s; (700, 10, 100) cut that
 # to 5 taking 1.3 s but raised the child's peak RSS by 30-50 MiB (1,000: doubled it, 165 ->

@@ -22,7 +22,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
 
-from streams.align import Aligner
+from streams.contract.envelope import encode_envelope, entry_for, partition_for, source_key
 from streams.core.events import (
     InvalidEvent,
     pseudonymise,
@@ -31,14 +31,14 @@ from streams.core.events import (
     without_literals,
 )
 from streams.core.plan import ScoringPlan
-from streams.kafka_compat import adapt_consumer, end_offsets
+from streams.ingest.align import Aligner
 from streams.kafka_security import client_kwargs
-from streams.scoring.envelope import encode_envelope, entry_for, partition_for, source_key
 from streams.settings import Settings
 from streams.topics import Topics
 from streams.wire.codec import EventDecoder
 from streams.wire.outputs import OutputCodec
 from streams.wire.schemas import SchemaStore
+from streams.worker.kafka_compat import adapt_consumer, end_offsets
 
 log = logging.getLogger(__name__)
 ALIGN_MAX_WAIT_S = 5.0  # how long a partition with data on the broker may hold the merge

@@ -20,11 +20,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterable
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streams.core.windows import LocalCalendar
+from streams.http.view import OutputView
+from streams.kafka_security import client_kwargs
+from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 READ_TIMEOUT_S = 5.0
@@ -96,3 +102,68 @@ async def newest_window_positions(
         return {tp: await _search(consumer, tp, ends[tp], since_ms) for tp in tps}
     found = await consumer.offsets_for_times({tp: since_ms for tp in tps})
     return {tp: ends[tp] if found.get(tp) is None else found[tp].offset for tp in tps}
+
+
+async def follow_topics(
+    settings: Settings,
+    bootstrap: str,
+    topics: list[str],
+    view: OutputView,
+    bounded: Iterable[str] = (),
+    calendar: LocalCalendar | None = None,
+) -> AsyncIterator[Any]:
+    """The records of `topics`, forever: the `bounded` ones from their newest windows on
+    (`streams.http.follow`), the others from the beginning; marks the view caught up once
+    every partition was read to its high watermark."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        client_id=f"cemi-api-{uuid.uuid4().hex[:8]}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        fetch_max_wait_ms=200,
+        **client_kwargs(settings),
+    )
+    await consumer.start()
+    try:
+        await consumer.topics()  # metadata of every topic
+        tps = [
+            TopicPartition(topic, p)
+            for topic in topics
+            for p in sorted(consumer.partitions_for_topic(topic) or ())
+        ]
+        consumer.assign(tps)
+        limited = [tp for tp in tps if tp.topic in set(bounded)]
+        if limited and calendar is not None:
+            started = time.monotonic()
+            positions = await newest_window_positions(
+                consumer, limited, calendar, settings.workarounds
+            )
+            for tp in tps:
+                consumer.seek(tp, positions.get(tp, 0))
+            log.info(
+                "following the outputs from %s (found in %.2f s)",
+                {f"{tp.topic}[{tp.partition}]": o for tp, o in positions.items()},
+                time.monotonic() - started,
+            )
+        else:
+            await consumer.seek_to_beginning(*tps)
+        while True:
+            batches = await consumer.getmany(timeout_ms=500, max_records=5000)
+            for records in batches.values():
+                for message in records:
+                    yield message
+            if not view.caught_up:
+                view.caught_up = await _at_highwater(consumer, consumer.assignment())
+    finally:
+        await consumer.stop()
+
+
+async def _at_highwater(consumer: AIOKafkaConsumer, assigned: set[TopicPartition]) -> bool:
+    if not assigned:
+        return False
+    for tp in assigned:
+        highwater = consumer.highwater(tp)
+        if highwater is None or await consumer.position(tp) < highwater:
+            return False
+    return True

@@ -1,7 +1,7 @@
 """`cemi demo`: broker + worker + live simulator, with a live terminal view of the scores.
 
 The worker runs as a subprocess (`cemi worker`); this process only talks Kafka (aiokafka,
-through streams.tail) and reads the worker's /api/v1/stats. No Faust here.
+through streams.tools.tail) and reads the worker's /api/v1/stats. No Faust here.
 """
 
 from __future__ import annotations
@@ -33,9 +33,9 @@ from streams.broker import broker_for, free_port
 from streams.core.events import SERVICES
 from streams.kafka_security import client_kwargs
 from streams.settings import Settings
-from streams.simulate.generator import DEFAULT_UNITS
-from streams.simulate.runner import simulate
-from streams.tail import read_topic
+from streams.tools.simulate.generator import DEFAULT_UNITS
+from streams.tools.simulate.runner import simulate
+from streams.tools.tail import read_topic
 from streams.topics import create_topics
 
 CLASS_STYLES: Final = {
@@ -346,7 +346,7 @@ def worker_command() -> list[str]:
     cemi = Path(sys.executable).with_name("cemi")
     if cemi.exists():
         return [str(cemi), "worker"]
-    return [sys.executable, "-c", "from streams.cli import main; main()", "worker"]
+    return [sys.executable, "-c", "from streams.tools.cli import main; main()", "worker"]
 
 
 def worker_env(settings: Settings, url: str, port: int, data_dir: Path) -> dict[str, str]:

@@ -7,7 +7,7 @@ partitions in record-timestamp order, and waits (up to `max_wait_s`) for a parti
 has more data on the broker but nothing buffered yet.
 
 A record here is a tuple whose first item is its record timestamp (the ingest keeps plain
-tuples: see `streams/ingest.py`).
+tuples: see `streams/ingest/stage.py`).
 """
 
 from __future__ import annotations

@@ -14,9 +14,9 @@ from typing import Any
 
 import orjson
 
+from streams.contract.messages import TICK, Message
 from streams.scoring.network import encode_summary, progress_key, summary_key
 from streams.scoring.publish import record_topic_key
-from streams.scoring.service import TICK, Message
 from streams.topics import Topics
 from streams.wire.outputs import OutputCodec
 from streams.wire.registry import SchemaRegistry

@@ -13,9 +13,9 @@ from typing import Any, Final, Protocol, cast
 
 import orjson
 
-from streams.produce import EventProducer, WireFormat
 from streams.settings import Settings
-from streams.simulate.generator import DAY_MS, SCENARIOS, Generator, Incident
+from streams.tools.produce import EventProducer, WireFormat
+from streams.tools.simulate.generator import DAY_MS, SCENARIOS, Generator, Incident
 
 DEFAULT_COUNT: Final = 100_000
 HISTORIC_SPAN_MS: Final = 2 * DAY_MS

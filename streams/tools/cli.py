@@ -18,7 +18,7 @@ from streams.core.catalog import Catalog, CatalogError, load_catalog
 from streams.core.events import InvalidEvent
 from streams.core.plan import ScoringPlan
 from streams.settings import Settings, SettingsError, load_settings
-from streams.simulate.generator import DEFAULT_UNITS
+from streams.tools.simulate.generator import DEFAULT_UNITS
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="CEMI streaming scorer.")
 catalog_app = typer.Typer(no_args_is_help=True, help="Work with scoring catalogs.")
@@ -166,7 +166,7 @@ def score(
 ) -> None:
     """Score an events file (batch replay); exit 1 if any line was rejected."""
     from streams.batch import Replay, dump_records
-    from streams.gc_policy import tune_gc
+    from streams.worker.gc_policy import tune_gc
 
     replay = Replay(ScoringPlan(_load(catalog)))
     tune_gc()
@@ -252,9 +252,10 @@ def worker(
     """Run the streaming scorer (starts the embedded broker when CEMI_BROKER_URL is unset)."""
     import asyncio
 
-    from streams.app import create_app, run_worker
     from streams.broker import broker_for
     from streams.topics import create_topics
+    from streams.worker.app import create_app
+    from streams.worker.run import run_worker
 
     settings = _settings()
     plan = ScoringPlan(_load(settings.catalog))
@@ -274,7 +275,7 @@ def produce(
     its event time; a bad line is reported with its number and skipped (exit 1 if any)."""
     import asyncio
 
-    from streams.produce import EventProducer, replay_file
+    from streams.tools.produce import EventProducer, replay_file
 
     settings = _settings()
     bootstrap = _bootstrap(settings)
@@ -313,7 +314,7 @@ def tail(
     import orjson
 
     from streams.kafka_security import client_kwargs
-    from streams.tail import read_topic
+    from streams.tools.tail import read_topic
     from streams.topics import Topics
     from streams.wire.outputs import reader_codec
 
@@ -364,7 +365,7 @@ def simulate(
     """Produce realistic events: live at a rate, as fast as possible up to a count, or to a file."""
     import asyncio
 
-    from streams.simulate.runner import simulate as run_simulation
+    from streams.tools.simulate.runner import simulate as run_simulation
 
     settings = _settings()
     if out is None and not settings.broker_url:
@@ -468,7 +469,7 @@ def demo(
     duration: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
 ) -> None:
     """Broker + worker + simulator with an install backlog in HPG, shown live (Ctrl-C stops)."""
-    from streams.demo import run_demo
+    from streams.tools.demo import run_demo
 
     run_demo(_settings(), rate=rate, duration_s=duration)
 

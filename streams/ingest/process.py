@@ -33,16 +33,16 @@ from pydantic import SecretStr
 
 from streams.core.catalog import load_catalog
 from streams.core.plan import ScoringPlan
-from streams.gc_policy import INGEST_THRESHOLDS, tune_gc
-from streams.ingest import STOP_TIMEOUT_S, Ingest, IngestStats
+from streams.ingest.stage import STOP_TIMEOUT_S, Ingest, IngestStats
 from streams.logs import configure_logging
-from streams.outputs import OutputMessages
 from streams.sending import batch_producer
 from streams.settings import Settings
 from streams.topics import Topics
+from streams.wire.messages import OutputMessages
 from streams.wire.outputs import OutputCodec
 from streams.wire.registry import SchemaRegistry
 from streams.wire.schemas import SchemaStore
+from streams.worker.gc_policy import INGEST_THRESHOLDS, tune_gc
 
 log = logging.getLogger(__name__)
 STATS_INTERVAL_S: Final = 0.1
@@ -117,7 +117,7 @@ class IngestProcess:
         child = self._child = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "streams.ingest_process",
+            "streams.ingest.process",
             self.bootstrap,
             self.loglevel,
             str(os.getpid()),

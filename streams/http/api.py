@@ -1,0 +1,433 @@
+"""The worker's HTTP API (JSON, on the Faust web server): current scores, a unit's tree,
+alerts and their acknowledgement, health and readiness, and its OpenAPI document.
+
+Any worker answers for every unit: each worker follows the output topics itself
+(`cx.cemi.scores`, `cx.cemi.kpi`, `cx.cemi.alerts`) and keeps in memory only the latest
+record per key of the newest window per (window kind, unit), and the latest record per alert
+id, so memory is bounded by units x catalog size, never by history. Score records are kept
+as the bytes read (their key says level, unit, service, touchpoint, window) and decoded when
+a query first needs them, so following costs little more than the fetch.
+
+Registered from one call in `create_app`: `register_api(app, runtime)`, which also switches
+the outputs to the schema registry's wire format when `CEMI_SCHEMA_REGISTRY_URL` is set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from aiohttp import web
+from faust.web import View
+from mode import Service
+
+from streams.alert_client import ack_record, send_ack_record
+from streams.core.events import UNIT_PATTERN
+from streams.core.windows import LocalCalendar
+from streams.settings import SettingsError
+from streams.wire.registry import RegistryError, SchemaRegistry
+
+if TYPE_CHECKING:
+    from streams.settings import Settings
+    from streams.worker.runtime import Runtime
+
+from streams.http.follow import follow_topics
+from streams.http.openapi import openapi_document
+from streams.http.params import (
+    ALERT_FILTERS,
+    ALERT_ID,
+    ALERT_STATES,
+    BY,
+    BY_MAX_CHARS,
+    DEFAULT_LIMIT,
+    PAGE_PARAMS,
+    PREFIX,
+    PROBE_INTERVAL_S,
+    PROBE_TIMEOUT_S,
+    REGISTER_WITHIN_S,
+    SCORE_PARAMS,
+    YIELD_EVERY,
+    BadRequest,
+    answer,
+    one_of,
+    query_params,
+)
+from streams.http.view import Latest, OutputView
+
+log = logging.getLogger(__name__)
+
+
+def tables_recovered(app: Any) -> bool:
+    """The worker's assigned table partitions are recovered and no rebalance is under way."""
+    # Faust: `completed` is set once the first recovery is done (and never cleared);
+    # later rebalances show as `rebalancing`, a recovery asked for but not yet started as
+    # `signal_recovery_start`, one under way as `in_recovery`.
+    recovery = getattr(getattr(app, "tables", None), "recovery", None)
+    completed = getattr(recovery, "completed", None)
+    pending = getattr(recovery, "signal_recovery_start", None)
+    return bool(
+        completed is not None
+        and completed.is_set()
+        and not (pending is not None and pending.is_set())
+        and not getattr(app, "rebalancing", False)
+        and not getattr(app, "in_recovery", False)
+    )
+
+
+class Api:
+    """The routes' logic; one per worker process."""
+
+    def __init__(self, app: Any, runtime: Runtime) -> None:
+        self.app = app
+        self.runtime = runtime
+        self.settings: Settings = runtime.settings
+        self.view = OutputView()
+        self.broker_ok = False
+        self.broker_checked_at = 0.0
+        token = self.settings.api_token
+        self._token = token.get_secret_value().encode() if token is not None else None
+
+    # -- auth and bodies -------------------------------------------------------------------
+
+    def authorize(self, request: Any, *, write: bool) -> None:
+        if not write and not self.settings.api_read_auth:
+            return
+        if self._token is None:
+            raise BadRequest(403, "acknowledgements are disabled: CEMI_API_TOKEN is not set")
+        header = request.headers.get("Authorization", "")
+        scheme, _, given = header.partition(" ")
+        if scheme.lower() != "bearer" or not given.strip():
+            raise BadRequest(
+                401,
+                "a bearer token is required (Authorization: Bearer <CEMI_API_TOKEN>)",
+                {"WWW-Authenticate": 'Bearer realm="cemi"'},
+            )
+        if not hmac.compare_digest(given.strip().encode(), self._token):
+            raise BadRequest(403, "the bearer token is not valid")
+
+    async def body(self, request: Any) -> dict[str, Any]:
+        """The JSON object of the request (empty body: {}); 413 past the size limit."""
+        limit = self.settings.api_max_body_bytes
+        if request.content_length is not None and request.content_length > limit:
+            raise BadRequest(413, f"request body larger than {limit} bytes")
+        raw = await request.content.read(limit + 1)
+        if len(raw) > limit:
+            raise BadRequest(413, f"request body larger than {limit} bytes")
+        if not raw.strip():
+            return {}
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError as error:
+            raise BadRequest(400, f"the body is not JSON: {error}") from None
+        if type(body) is not dict:
+            raise BadRequest(400, "the body must be a JSON object")
+        return body
+
+    # -- routes ----------------------------------------------------------------------------
+
+    async def scores(self, request: Any) -> web.Response:
+        self.authorize(request, write=False)
+        where = query_params(request, {**SCORE_PARAMS, **PAGE_PARAMS})
+        limit = int(where.pop("limit", DEFAULT_LIMIT))
+        offset = int(where.pop("offset", 0))
+        total = 0
+        page: list[Latest] = []
+        for latest in self.view.select(where):
+            if offset <= total < offset + limit:
+                page.append(latest)
+            total += 1
+            if not total % YIELD_EVERY:
+                await asyncio.sleep(0)  # a large view must not hold the stream up
+        records = [r for r in await self._records(page) if r is not None]
+        return answer(
+            {
+                "count": len(records),
+                "total": total,
+                "offset": offset,
+                "limit": limit,
+                "scores": records,
+            }
+        )
+
+    async def unit(self, request: Any, unit: str) -> web.Response:
+        self.authorize(request, write=False)
+        if UNIT_PATTERN.match(unit) is None:
+            raise BadRequest(400, f"invalid unit: {unit[:64]!r} (expected {UNIT_PATTERN.pattern})")
+        where = query_params(request, {"window": SCORE_PARAMS["window"]})
+        where["unit"] = unit
+        selected = list(self.view.select(where))
+        if not selected:
+            raise BadRequest(404, f"no scores for unit {unit}")
+        windows: dict[str, Any] = {}
+        for latest, record in zip(selected, await self._records(selected), strict=True):
+            if record is None:
+                continue
+            level, kind = latest.parts[0], latest.parts[5]
+            tree = windows.setdefault(kind, {"window": kind, "services": {}})
+            node = _node(record)
+            if level == "unit":
+                tree.update(node)
+                tree["window_start"] = record["window_start"]
+                tree["services"] = tree.get("services", {})
+            elif level == "service":
+                service = tree["services"].setdefault(record["service"], {"touchpoints": {}})
+                service.update(node)
+            elif level == "touchpoint":
+                service = tree["services"].setdefault(record["service"], {"touchpoints": {}})
+                touchpoint = service["touchpoints"].setdefault(record["touchpoint"], {"kpis": {}})
+                touchpoint.update(node)
+            elif level == "kpi":
+                service = tree["services"].setdefault(record["service"], {"touchpoints": {}})
+                touchpoint = service["touchpoints"].setdefault(record["touchpoint"], {"kpis": {}})
+                touchpoint["kpis"][record["kpi"]] = node
+        return answer({"unit": unit, "windows": windows})
+
+    async def alerts(self, request: Any) -> web.Response:
+        self.authorize(request, write=False)
+        where = query_params(
+            request,
+            {
+                "state": one_of(ALERT_FILTERS),
+                "unit": SCORE_PARAMS["unit"],
+                "service": SCORE_PARAMS["service"],
+            },
+        )
+        state = where.pop("state", "active")
+        states = {"active": ("firing", "acknowledged"), "all": ALERT_STATES}.get(state, (state,))
+        alerts = [
+            a
+            for a in self.view.alerts.values()
+            if a.get("state") in states and all(a.get(k) == v for k, v in where.items())
+        ]
+        alerts.sort(key=lambda a: (a["unit"], a["service"], a["touchpoint"] or "", a["rule"]))
+        return answer({"count": len(alerts), "alerts": alerts})
+
+    async def acknowledge(self, request: Any, alert_id: str) -> web.Response:
+        self.authorize(request, write=True)
+        if ALERT_ID.match(alert_id) is None:
+            raise BadRequest(400, f"invalid alert id: {alert_id[:80]!r}")
+        body = await self.body(request)
+        unknown = set(body) - {"by"}
+        if unknown:
+            raise BadRequest(400, f"unknown field(s) {sorted(unknown)}; known: ['by']")
+        by = body.get("by", "api")
+        if not isinstance(by, str) or len(by) > BY_MAX_CHARS or BY.match(by) is None:
+            raise BadRequest(
+                400, f"'by' must be 1 to {BY_MAX_CHARS} printable ASCII characters, not all blank"
+            )
+        alert = self.view.alerts.get(alert_id)
+        if alert is None:
+            raise BadRequest(404, f"no alert {alert_id}")
+        if alert.get("state") == "resolved":
+            raise BadRequest(409, f"alert {alert_id} is resolved")
+        producer = self.runtime.producer
+        if producer is None:
+            raise BadRequest(503, "the worker is starting")
+        # the same acknowledgement `cemi ack` sends
+        ack = ack_record({**alert, "alert_id": alert_id}, by)
+        await send_ack_record(producer, self.runtime.topics.acks, ack)
+        return answer({"accepted": True, "ack": ack}, status=202)
+
+    async def healthz(self, request: Any) -> web.Response:
+        return answer({"status": "ok"})
+
+    async def readyz(self, request: Any) -> web.Response:
+        checks = self.ready_checks()
+        ready = all(checks.values())
+        return answer({"ready": ready, "checks": checks}, status=200 if ready else 503)
+
+    async def openapi(self, request: Any) -> web.Response:
+        return answer(openapi_document(self.settings))
+
+    # -- readiness -------------------------------------------------------------------------
+
+    def ready_checks(self) -> dict[str, bool]:
+        recovered = tables_recovered(self.app)
+        fresh = time.monotonic() - self.broker_checked_at < 3 * PROBE_INTERVAL_S
+        return {
+            "recovered": bool(recovered),
+            "broker": self.broker_ok and fresh,
+            "ingest": self.runtime.ingest is not None and self.runtime.ingest.stats.running,
+            "outputs_followed": self.view.caught_up,
+        }
+
+    async def probe_broker(self) -> None:
+        """Whether the broker answers a metadata request, every PROBE_INTERVAL_S."""
+        producer = self.runtime.producer
+        ok = False
+        if producer is not None:
+            try:
+                await asyncio.wait_for(producer.client.fetch_all_metadata(), PROBE_TIMEOUT_S)
+                ok = True
+            except Exception as error:  # timeouts and every Kafka error mean "not reachable"
+                log.debug("broker probe failed: %r", error)
+        self.broker_ok = ok
+        self.broker_checked_at = time.monotonic()
+
+    # -- following the outputs -------------------------------------------------------------
+
+    async def _records(self, kept: list[Latest]) -> list[dict[str, Any] | None]:
+        """The decoded records (None: undecodable), yielding to the loop now and then."""
+        records: list[dict[str, Any] | None] = []
+        for i, latest in enumerate(kept, 1):
+            if latest.record is None:
+                try:
+                    latest.record = await self.runtime.outputs.codec.decode_async(latest.raw)
+                except Exception as error:  # fastavro raises many kinds for corrupt bodies
+                    self.view.undecodable += 1
+                    log.debug("undecodable output record: %r", error)
+            records.append(latest.record)
+            if not i % (YIELD_EVERY // 20):
+                await asyncio.sleep(0)
+        return records
+
+    async def follow(self) -> None:
+        topics = self.runtime.topics
+        scores, kpi, alerts = (topics.output(n) for n in ("scores", "kpi", "alerts"))
+        codec = self.runtime.outputs.codec
+        async for message in follow_topics(
+            self.settings,
+            self.runtime.bootstrap,
+            [scores, kpi, alerts],
+            self.view,
+            bounded=(scores, kpi),
+            calendar=LocalCalendar(self.runtime.plan.catalog.timezone),
+        ):
+            if message.value is None:  # a tombstone: the window left the retention
+                self.view.forget_score(message.key)
+                continue
+            if message.topic == alerts:
+                try:
+                    self.view.add_alert(await codec.decode_async(message.value))
+                except Exception as error:  # a corrupt record must not stop the following
+                    self.view.undecodable += 1
+                    log.debug("undecodable alert record: %r", error)
+            else:
+                self.view.add_score(message.key, message.value)
+
+
+def _node(record: dict[str, Any]) -> dict[str, Any]:
+    node = {
+        k: record.get(k)
+        for k in ("score", "class", "delta_prev", "delta_network", "target_ratio", "coverage")
+    }
+    if record["level"] == "kpi":
+        node.pop("coverage")
+        node.update(
+            value=record.get("value"),
+            numerator=record.get("numerator"),
+            denominator=record.get("denominator"),
+        )
+    node["revision"] = record.get("revision")
+    node["final"] = record.get("final")
+    return node
+
+
+# --------------------------------------------------------------------------------------------
+# Wiring
+
+
+Handler = Callable[..., Awaitable[web.Response]]
+
+
+def _guarded(handler: Handler) -> Handler:
+    async def run(request: Any, **kwargs: Any) -> web.Response:
+        try:
+            return await handler(request, **kwargs)
+        except BadRequest as error:
+            return answer({"error": error.message}, error.status, error.headers)
+        except Exception:
+            log.exception("%s %s failed", request.method, request.path)
+            return answer({"error": "internal error"}, 500)
+
+    return run
+
+
+def _view(name: str, get: Handler | None = None, post: Handler | None = None) -> type[View]:
+    namespace: dict[str, Any] = {"__doc__": f"CEMI API: {name}"}
+    if get is not None:
+        guarded_get = _guarded(get)
+
+        async def get_method(self: View, request: Any, **kwargs: Any) -> web.Response:
+            return await guarded_get(request, **kwargs)
+
+        namespace["get"] = get_method
+    if post is not None:
+        guarded_post = _guarded(post)
+
+        async def post_method(self: View, request: Any, **kwargs: Any) -> web.Response:
+            return await guarded_post(request, **kwargs)
+
+        namespace["post"] = post_method
+    return type(name, (View,), namespace)
+
+
+def use_registry(runtime: Runtime, url: str) -> None:
+    """Register the output schemas and frame the outputs (blocking, before the worker runs);
+    a registry not reached within REGISTER_WITHIN_S, or refusing a schema, refuses to start."""
+    deadline = time.monotonic() + REGISTER_WITHIN_S
+    delay = 0.5
+    while True:
+        try:
+            runtime.outputs.use_registry(SchemaRegistry(url))
+            return
+        except RegistryError as error:
+            refused = error.status is not None and 400 <= error.status < 500
+            if refused or time.monotonic() + delay > deadline:
+                raise SettingsError(
+                    [("CEMI_SCHEMA_REGISTRY_URL", f"cannot register the output schemas: {error}")]
+                ) from None
+            log.warning("schema registry not ready (%s); again in %.1f s", error, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+def register_api(app: Any, runtime: Runtime) -> Api:
+    """Add the API routes and the services behind them to a Faust app (and, with
+    CEMI_SCHEMA_REGISTRY_URL, register the output schemas and frame the outputs)."""
+    settings = runtime.settings
+    if settings.schema_registry_url:
+        use_registry(runtime, settings.schema_registry_url)
+    api = Api(app, runtime)
+    app.cemi_api = api  # for tests
+
+    routes: list[tuple[str, type[View]]] = [
+        (f"{PREFIX}/scores", _view("api_scores", get=api.scores)),
+        (f"{PREFIX}/units/{{unit}}", _view("api_unit", get=api.unit)),
+        (f"{PREFIX}/alerts", _view("api_alerts", get=api.alerts)),
+        (f"{PREFIX}/alerts/{{alert_id}}/ack", _view("api_ack", post=api.acknowledge)),
+        (f"{PREFIX}/openapi.json", _view("api_openapi", get=api.openapi)),
+        ("/healthz", _view("healthz", get=api.healthz)),
+        ("/readyz", _view("readyz", get=api.readyz)),
+    ]
+    for path, view in routes:
+        app.page(path, name=view.__name__)(view)
+
+    class ApiService(Service):
+        """Follows the output topics and probes the broker, for the routes."""
+
+        @Service.task
+        async def _follow(self) -> None:
+            while not self.should_stop:
+                try:
+                    await api.follow()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("following the output topics failed; again in 2 s")
+                    api.view.caught_up = False
+                    await asyncio.sleep(2)
+
+        @Service.task
+        async def _probe(self) -> None:
+            while not self.should_stop:
+                await api.probe_broker()
+                await asyncio.sleep(PROBE_INTERVAL_S)
+
+    app.service(ApiService)
+    return api

@@ -1,0 +1,291 @@
+"""The OpenAPI 3 document of the HTTP API (served at /api/v1/openapi.json)."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from streams.core.events import SERVICES, TOUCHPOINT_PATTERN, UNIT_PATTERN
+from streams.core.records import LEVELS
+from streams.core.windows import CALENDAR_KINDS
+
+if TYPE_CHECKING:
+    from streams.settings import Settings
+
+from streams.http.params import (
+    ALERT_FILTERS,
+    ALERT_ID_PATTERN,
+    ALERT_STATES,
+    BY_MAX_CHARS,
+    BY_PATTERN,
+    DEFAULT_LIMIT,
+    JSON,
+    MAX_LIMIT,
+    PREFIX,
+)
+
+log = logging.getLogger(__name__)
+
+
+def _json(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"description": description, "content": {JSON: {"schema": schema}}}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return _json(description, {"$ref": "#/components/schemas/Error"})
+
+
+def _obj(required: list[str], **properties: Any) -> dict[str, Any]:
+    return {"type": "object", "required": required, "properties": properties}
+
+
+def _param(name: str, schema: dict[str, Any], description: str, where: str = "query") -> Any:
+    return {
+        "name": name,
+        "in": where,
+        "required": where == "path",
+        "description": description,
+        "schema": schema,
+    }
+
+
+def _get(
+    operation_id: str,
+    summary: str,
+    parameters: list[Any],
+    ok: dict[str, Any],
+    errors: dict[str, Any],
+    security: list[Any] | None = None,
+) -> dict[str, Any]:
+    operation = {
+        "operationId": operation_id,
+        "summary": summary,
+        "parameters": parameters,
+        "responses": {"200": ok, **errors},
+    }
+    if security is not None:
+        operation["security"] = security
+    return {"get": operation}
+
+
+def openapi_document(settings: Settings) -> dict[str, Any]:
+    """The OpenAPI 3 description of these routes (served at /api/v1/openapi.json)."""
+    string, integer, boolean = {"type": "string"}, {"type": "integer"}, {"type": "boolean"}
+    nullable_string = {"type": ["string", "null"]}
+    nullable_number = {"type": ["number", "null"]}
+    unit = {"type": "string", "pattern": UNIT_PATTERN.pattern}
+    window = {"type": "string", "enum": list(CALENDAR_KINDS)}
+    service = {"type": "string", "enum": list(SERVICES)}
+    read_security: list[Any] = [{"bearer": []}] if settings.api_read_auth else []
+    bad = {"400": _error("bad parameter")}
+    if settings.api_read_auth:
+        bad.update({"401": _error("no bearer token"), "403": _error("wrong bearer token")})
+    score = _obj(
+        ["level", "window", "window_start", "unit", "score", "class"],
+        level={"type": "string", "enum": list(LEVELS)},
+        window=string,
+        window_start=string,
+        window_start_ms=integer,
+        unit=nullable_string,
+        service=nullable_string,
+        touchpoint=nullable_string,
+        kpi=nullable_string,
+        score=nullable_number,
+        **{"class": nullable_string},
+        delta_prev=nullable_number,
+        delta_network=nullable_number,
+        target_ratio=nullable_number,
+        coverage={"type": "number"},
+        value=nullable_number,
+        numerator={"type": "number"},
+        denominator={"type": "number"},
+        catalog_version=string,
+        revision=integer,
+        final=boolean,
+    )
+    alert = _obj(
+        ["alert_id", "rule", "state", "unit", "service", "touchpoint"],
+        alert_id=string,
+        rule=string,
+        state={"type": "string", "enum": list(ALERT_STATES)},
+        unit=string,
+        service=string,
+        touchpoint=nullable_string,
+        score=nullable_number,
+        threshold={"type": "number"},
+        **{"class": nullable_string},
+        started_at_ms={"type": ["integer", "null"]},
+        resolved_at_ms={"type": ["integer", "null"]},
+        acknowledged_by=nullable_string,
+        inhibited=boolean,
+    )
+    tree = _obj(
+        ["window", "services"],
+        window=string,
+        window_start=string,
+        score=nullable_number,
+        **{"class": nullable_string},
+        services={"type": "object"},
+    )
+    readiness = _obj(
+        ["ready", "checks"],
+        ready=boolean,
+        checks={"type": "object", "additionalProperties": boolean},
+    )
+    paths = {
+        f"{PREFIX}/scores": _get(
+            "getScores",
+            "Current scores (newest day and month window per unit)",
+            [
+                _param("level", {"type": "string", "enum": list(LEVELS)}, "level"),
+                _param("unit", unit, "unit code"),
+                _param("service", service, "service"),
+                _param(
+                    "touchpoint",
+                    {"type": "string", "pattern": TOUCHPOINT_PATTERN.pattern},
+                    "touchpoint id",
+                ),
+                _param("window", window, "window kind"),
+                _param(
+                    "limit",
+                    {
+                        "type": "integer",
+                        "minimum": 1,
+                        "maximum": MAX_LIMIT,
+                        "default": DEFAULT_LIMIT,
+                    },
+                    "records per page (ordered by window, unit, then top-down)",
+                ),
+                _param(
+                    "offset",
+                    {"type": "integer", "minimum": 0, "maximum": 10**9, "default": 0},
+                    "records to skip",
+                ),
+            ],
+            _json(
+                "the matching score records",
+                _obj(
+                    ["count", "total", "scores"],
+                    count=integer,
+                    total=integer,
+                    offset=integer,
+                    limit=integer,
+                    scores={"type": "array", "items": {"$ref": "#/components/schemas/Score"}},
+                ),
+            ),
+            bad,
+            read_security,
+        ),
+        f"{PREFIX}/units/{{unit}}": _get(
+            "getUnit",
+            "A unit's tree: service -> touchpoint -> KPI, per window",
+            [
+                _param("unit", unit, "unit code", "path"),
+                _param("window", window, "only this window kind"),
+            ],
+            _json(
+                "the unit's tree per window kind",
+                _obj(
+                    ["unit", "windows"],
+                    unit=string,
+                    windows={"type": "object", "additionalProperties": tree},
+                ),
+            ),
+            {**bad, "404": _error("no scores for this unit")},
+            read_security,
+        ),
+        f"{PREFIX}/alerts": _get(
+            "getAlerts",
+            "Alerts (latest record per alert)",
+            [
+                _param(
+                    "state",
+                    {"type": "string", "enum": list(ALERT_FILTERS), "default": "active"},
+                    "active = firing or acknowledged (default)",
+                ),
+                _param("unit", unit, "unit code"),
+                _param("service", service, "service"),
+            ],
+            _json(
+                "the matching alerts",
+                _obj(
+                    ["count", "alerts"],
+                    count=integer,
+                    alerts={"type": "array", "items": {"$ref": "#/components/schemas/Alert"}},
+                ),
+            ),
+            bad,
+            read_security,
+        ),
+        f"{PREFIX}/alerts/{{alert_id}}/ack": {
+            "post": {
+                "operationId": "ackAlert",
+                "summary": "Acknowledge a firing alert (it stays firing until it resolves)",
+                "security": [{"bearer": []}],
+                "parameters": [
+                    _param(
+                        "alert_id", {"type": "string", "pattern": ALERT_ID_PATTERN}, "id", "path"
+                    )
+                ],
+                "requestBody": {
+                    "required": False,
+                    "content": {
+                        JSON: {
+                            "schema": {
+                                "type": "object",
+                                "additionalProperties": False,
+                                "properties": {
+                                    "by": {
+                                        "type": "string",
+                                        "minLength": 1,
+                                        "maxLength": BY_MAX_CHARS,
+                                        "pattern": BY_PATTERN,
+                                    }
+                                },
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "202": _json(
+                        "the acknowledgement was sent",
+                        _obj(["accepted", "ack"], accepted=boolean, ack={"type": "object"}),
+                    ),
+                    "400": _error("bad id or body"),
+                    "401": _error("no bearer token"),
+                    "403": _error("wrong token, or no CEMI_API_TOKEN configured"),
+                    "404": _error("no such alert"),
+                    "409": _error("the alert is resolved"),
+                    "413": _error("body too large"),
+                    "503": _error("the worker is starting"),
+                },
+            }
+        },
+        "/healthz": _get(
+            "healthz", "Liveness", [], _json("the worker serves requests", {"type": "object"}), {}
+        ),
+        "/readyz": _get(
+            "readyz",
+            "Readiness: partitions recovered, broker reachable, outputs read",
+            [],
+            _json("ready", readiness),
+            {"503": _json("not ready", readiness)},
+        ),
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "CEMI scorer API",
+            "version": "1",
+            "description": "Current CEMI scores, unit trees and alerts, from any worker.",
+        },
+        "paths": paths,
+        "components": {
+            "schemas": {
+                "Error": _obj(["error"], error=string),
+                "Score": score,
+                "Alert": alert,
+            },
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+    }

@@ -1,0 +1,47 @@
+"""What a worker's agents, timers and routes share (one per worker process)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaProducer
+
+from streams.contract.messages import Message
+from streams.core.plan import ScoringPlan
+from streams.ingest.process import IngestProcess
+from streams.ingest.stage import Ingest
+from streams.scoring.network import NetworkState
+from streams.scoring.publish import NetworkView
+from streams.scoring.service import ScoringService
+from streams.sending import BatchSender
+from streams.settings import Settings
+from streams.topics import Topics
+from streams.wire.messages import OutputMessages
+from streams.wire.schemas import SchemaStore
+
+
+@dataclass
+class Runtime:
+    """What the app's agents, timers and routes share (one per worker process)."""
+
+    settings: Settings
+    bootstrap: str
+    plan: ScoringPlan
+    topics: Topics
+    store: SchemaStore
+    scoring: ScoringService
+    outputs: OutputMessages
+    views: dict[tuple[str, int], NetworkView]
+    producer: AIOKafkaProducer | None = None
+    sender: BatchSender | None = None
+    # The state changelog's own producer: a flush (which the fold waits for) must not
+    # queue behind an emit's tens of thousands of output records (it did, for seconds).
+    state_producer: AIOKafkaProducer | None = None
+    state_sender: BatchSender | None = None
+    ingest: Ingest | IngestProcess | None = None
+    network: NetworkState | None = None
+    loglevel: str = "warning"  # the worker's, for the ingest child (set by run_worker)
+
+    async def send(self, messages: list[Message]) -> None:
+        assert self.sender is not None
+        await self.sender.send(messages)
