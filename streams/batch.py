@@ -1,8 +1,8 @@
 """Batch replay (`cemi score`): score a JSON-lines events file with the pure core.
 
-Events are accumulated per (local day, unit); month windows are merges of their days, which
-is exact because accumulators only add. The stream computes the same records from the same
-core, so this is also the reference the stream is tested against.
+Events are accumulated per (local day, unit); month, quarter and year windows are merges of
+their days, which is exact because accumulators only add. The stream computes the same
+records from the same core, so this is also the reference the stream is tested against.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from streams.core.events import InvalidEvent, validate_event
 from streams.core.plan import Accumulators, ScoringPlan, add_contributions, merge_accumulators
 from streams.core.records import Record, RecordKey, record_key, window_records
 from streams.core.rollup import score_unit
+from streams.core.standings import Scores, scores_by_key, standings_records
 from streams.core.subscriber_base import SubscriberBases
 from streams.core.windows import LocalCalendar, WindowKind
 
@@ -85,28 +86,40 @@ class Replay:
     def _windows(self, kind: WindowKind) -> dict[int, dict[str, Accumulators]]:
         if kind == "day":
             return self._days
-        months: dict[int, dict[str, Accumulators]] = {}
+        merged: dict[int, dict[str, Accumulators]] = {}
         for day in sorted(self._days):
-            units = months.setdefault(self.calendar.window_start("month", day), {})
+            units = merged.setdefault(self.calendar.window_start(kind, day), {})
             for unit, accumulators in self._days[day].items():
                 merge_accumulators(units.setdefault(unit, {}), accumulators)
-        return months
+        return merged
 
-    def records(self, kind: WindowKind) -> list[Record]:
-        """Records of every window of `kind` seen, in window order (deterministic)."""
+    def records(self, kind: WindowKind, with_standings: bool = False) -> list[Record]:
+        """Records of every window of `kind` seen, in window order (deterministic): each
+        window's score and KPI records and its network record, then (`with_standings`, as
+        `cemi score` writes them) its standings. Every window is scored once from the whole
+        file: standings are `final`, revision 1."""
         out: list[Record] = []
         scores_by_start: dict[int, dict[RecordKey, float | None]] = {}
+        ranked_by_start: dict[int, Scores] = {}
         windows = self._windows(kind)
         for start in sorted(windows):
             end = self.calendar.window_end(kind, start)
             units = {
-                unit: score_unit(self.plan, accumulators, self.bases.at(unit, end))
+                unit: score_unit(self.plan, accumulators, self.bases.at(unit, end), end - start)
                 for unit, accumulators in windows[start].items()
             }
-            previous = scores_by_start.get(self.calendar.previous_start(kind, start))
-            rows = window_records(self.plan, kind, self.calendar.isoformat(start), units, previous)
+            previous_start = self.calendar.previous_start(kind, start)
+            iso = self.calendar.isoformat(start)
+            rows = window_records(self.plan, kind, iso, units, scores_by_start.get(previous_start))
             scores_by_start[start] = {record_key(r): r["score"] for r in rows}
             out.extend(rows)
+            ranked = ranked_by_start[start] = scores_by_key(rows)
+            if not with_standings:
+                continue
+            for standing in standings_records(
+                self.plan, kind, iso, ranked, ranked_by_start.get(previous_start)
+            ):
+                out.append({**standing, "window_start_ms": start, "final": True, "revision": 1})
         return out
 
 

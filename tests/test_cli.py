@@ -59,7 +59,20 @@ def test_score_writes_json_lines_and_exits_1_when_lines_were_rejected(tmp_path: 
     records = [json.loads(line) for line in out.read_text().splitlines()]
     unit = next(r for r in records if r["level"] == "unit" and r["unit"] == "HPG")
     assert abs(unit["score"] - 10.55 / 3) < 1e-9
-    assert records[-1]["level"] == "network"
+    # a window's records: scores top-down, its network record, then its standings
+    levels = [r["level"] for r in records]
+    first_standing = levels.index("standings")
+    assert levels[first_standing - 1] == "network"
+    assert set(levels[first_standing:]) == {"standings"}
+    ranking = records[first_standing]
+    assert (ranking["service"], ranking["touchpoint"]) == (None, None)
+    assert (
+        ranking["units"][0]["unit"]
+        == max(
+            (r for r in records if r["level"] == "unit" and r["score"] is not None),
+            key=lambda r: r["score"],
+        )["unit"]
+    )
     assert set(records[0]) >= {
         "level",
         "window",

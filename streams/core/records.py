@@ -10,7 +10,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Final
 
 from streams.core.classes import classify
-from streams.core.plan import ScoringPlan
+from streams.core.plan import KpiDef, ScoringPlan
 from streams.core.rollup import UnitScores, score_network
 
 LEVELS: Final = ("kpi", "touchpoint", "service", "unit", "network")
@@ -34,6 +34,30 @@ def _ratio(score: float | None, target: float | None) -> float | None:
     return score / target
 
 
+def kpi_target(
+    kpi: KpiDef, value: float | None, points: float | None
+) -> tuple[float | None, bool | None, float | None]:
+    """(target_ratio, target_met, target_gap_points) of a KPI value, by the KPI's direction:
+    lower is better when its scale's points decrease with the value.
+
+    - ratio: value / target (higher is better) or target / value (lower is better): 1 is on
+      target, above 1 better; null when the divisor is 0 or either is negative;
+    - met: value >= target (higher) or value <= target (lower);
+    - gap: points(value) - points(target) on the KPI's own scale (negative: short of it).
+    All null without a target or a value."""
+    target = kpi.target
+    if target is None or value is None:
+        return None, None, None
+    lower = kpi.scale.lower_is_better
+    ratio: float | None = None
+    if value >= 0 and target >= 0:
+        numerator, divisor = (target, value) if lower else (value, target)
+        ratio = numerator / divisor if divisor else None
+    met = value <= target if lower else value >= target
+    gap = points - kpi.scale(target) if points is not None else None
+    return ratio, met, gap
+
+
 def _row(
     level: str,
     unit: str | None,
@@ -46,6 +70,8 @@ def _row(
     value: float | None = None,
     numerator: float | None = None,
     denominator: float | None = None,
+    target_met: bool | None = None,
+    target_gap_points: float | None = None,
 ) -> Record:
     return {
         "level": level,
@@ -60,6 +86,8 @@ def _row(
         "denominator": denominator,
         "coverage": coverage,
         "target_ratio": target_ratio,
+        "target_met": target_met,
+        "target_gap_points": target_gap_points,
     }
 
 
@@ -104,6 +132,7 @@ def unit_rows(plan: ScoringPlan, unit: str, scores: UnitScores) -> Iterator[Reco
             for ki in tp.kpis:
                 kpi = plan.kpis[ki]
                 k = scores.kpis[ki]
+                ratio, met, gap = kpi_target(kpi, k.value, k.points)
                 yield _row(
                     "kpi",
                     unit,
@@ -111,11 +140,13 @@ def unit_rows(plan: ScoringPlan, unit: str, scores: UnitScores) -> Iterator[Reco
                     tp.touchpoint,
                     kpi.kpi,
                     k.points,
-                    _ratio(k.value, kpi.target),
+                    ratio,
                     None,
                     k.value,
                     k.numerator,
                     k.denominator,
+                    met,
+                    gap,
                 )
 
 

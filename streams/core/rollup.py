@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Final
 
 from streams.core.plan import Accumulators, KpiDef, ScoringPlan
 
@@ -39,12 +40,21 @@ class UnitScores:
     unit: LevelResult
 
 
-def kpi_value(kind: str, n: float, a: float, b: float, base: float | None) -> float | None:
-    """A KPI's value from its accumulator `(n, a, b)`; None when it did not occur (no
-    events, or a rate without a subscriber base)."""
+RATE_PERIOD_MS: Final = 30 * 86_400_000  # rates are per 1,000 subscribers per 30 days
+
+
+def kpi_value(
+    kind: str, n: float, a: float, b: float, base: float | None, window_ms: int
+) -> float | None:
+    """A KPI's value from its accumulator `(n, a, b)` over a window `window_ms` long; None
+    when it did not occur (no events, or a rate without a subscriber base).
+
+    A rate is per 1,000 active subscribers per 30 days, whatever the window: its count is
+    scaled by 30 days / the window's actual length (a day by 30, a 31-day month by 30/31,
+    the rolling hour by 720), so one scale means the same in every window."""
     if kind == "rate":
-        # Per 1,000 active subscribers; no base (or an empty one) means no denominator.
-        return 1000.0 * n / base if base else None
+        # no base (or an empty one) means no denominator
+        return 1000.0 * n / base * (RATE_PERIOD_MS / window_ms) if base else None
     if n == 0:
         return None
     if kind == "nps":
@@ -52,11 +62,13 @@ def kpi_value(kind: str, n: float, a: float, b: float, base: float | None) -> fl
     return a / n
 
 
-def kpi_result(kpi: KpiDef, acc: list[float] | None, base: float | None) -> KpiResult:
+def kpi_result(
+    kpi: KpiDef, acc: list[float] | None, base: float | None, window_ms: int
+) -> KpiResult:
     """Value, points, numerator and denominator of one KPI from its accumulator."""
     n, a, b = acc if acc is not None else (0.0, 0.0, 0.0)
     kind = kpi.kind
-    value = kpi_value(kind, n, a, b, base)
+    value = kpi_value(kind, n, a, b, base, window_ms)
     numerator = n if kind == "rate" else a - b if kind == "nps" else a
     if value is None:
         return KpiResult(None, None, numerator, 0.0)
@@ -78,11 +90,17 @@ def weighted_mean(parts: Iterable[tuple[float, float | None]]) -> LevelResult:
 
 
 def score_unit(
-    plan: ScoringPlan, accumulators: Accumulators, bases: Mapping[str, float] | None = None
+    plan: ScoringPlan,
+    accumulators: Accumulators,
+    bases: Mapping[str, float] | None,
+    window_ms: int,
 ) -> UnitScores:
-    """Every level of one unit from its KPI accumulators and subscriber bases per service."""
+    """Every level of one unit from its KPI accumulators and subscriber bases per service,
+    over a window `window_ms` long (the rates' period)."""
     bases = bases or {}
-    kpis = [kpi_result(k, accumulators.get(k.index), bases.get(k.service)) for k in plan.kpis]
+    kpis = [
+        kpi_result(k, accumulators.get(k.index), bases.get(k.service), window_ms) for k in plan.kpis
+    ]
     touchpoints = [
         weighted_mean((plan.kpis[i].weight, kpis[i].points) for i in tp.kpis)
         for tp in plan.touchpoints

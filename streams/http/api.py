@@ -322,6 +322,8 @@ def _node(record: dict[str, Any]) -> dict[str, Any]:
             value=record.get("value"),
             numerator=record.get("numerator"),
             denominator=record.get("denominator"),
+            target_met=record.get("target_met"),
+            target_gap_points=record.get("target_gap_points"),
         )
     node["revision"] = record.get("revision")
     node["final"] = record.get("final")

@@ -194,6 +194,17 @@ class CemiCollector(Collector):
             "KPI raw value (ratio, mean, NPS or rate per 1,000 subscribers)",
             labels=kpi_labels,
         )
+        target_ratio = GaugeMetricFamily(
+            "cemi_kpi_target_ratio",
+            "KPI value against its target, by direction: value/target (higher is better) or "
+            "target/value (lower is better); above 1 is better than target",
+            labels=kpi_labels,
+        )
+        target_met = GaugeMetricFamily(
+            "cemi_kpi_target_met",
+            "1 when the KPI meets its target (>= for higher-is-better, <= for lower), else 0",
+            labels=kpi_labels,
+        )
         excluded = GaugeMetricFamily(
             "cemi_kpi_excluded",
             "1 when the KPI did not occur in the window (zero denominator: left out, its "
@@ -225,6 +236,10 @@ class CemiCollector(Collector):
                     points.add_metric(labels, row["score"])
                 if row.get("value") is not None:
                     value.add_metric(labels, row["value"])
+                if row.get("target_ratio") is not None:
+                    target_ratio.add_metric(labels, row["target_ratio"])
+                if row.get("target_met") is not None:
+                    target_met.add_metric(labels, 1.0 if row["target_met"] else 0.0)
         self._rolling(score)
         yield score
         yield coverage
@@ -232,6 +247,8 @@ class CemiCollector(Collector):
         yield delta_network
         yield points
         yield value
+        yield target_ratio
+        yield target_met
         yield excluded
 
     def _rolling(self, score: GaugeMetricFamily) -> None:

@@ -95,6 +95,8 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
         delta_prev=nullable_number,
         delta_network=nullable_number,
         target_ratio=nullable_number,
+        target_met={"type": ["boolean", "null"]},
+        target_gap_points=nullable_number,
         coverage={"type": "number"},
         value=nullable_number,
         numerator={"type": "number"},

@@ -414,7 +414,7 @@ class AlertEvaluator:
             n = found[0]
             if n < min_kpi_sample:
                 continue
-            value = kpi_value(kind, n, found[1], found[2], base)
+            value = kpi_value(kind, n, found[1], found[2], base, self.span_ms)
             if value is None:
                 continue
             present += weight
@@ -429,7 +429,7 @@ class AlertEvaluator:
         tp = self.plan.touchpoints[t]
         base = bases.get(tp.service)
         return [
-            kpi_result(self.plan.kpis[k], sums.get(k), base)
+            kpi_result(self.plan.kpis[k], sums.get(k), base, self.span_ms)
             if sums.get(k, (0.0,))[0] >= tp.rule.min_kpi_sample
             else EXCLUDED
             for k in tp.kpis

@@ -40,9 +40,9 @@ import orjson
 
 from streams.contract.envelope import Row
 from streams.core.alerts import AlertState
-from streams.core.plan import Accumulators
+from streams.core.plan import Accumulators, merge_accumulators
 from streams.core.subscriber_base import SubscriberBases
-from streams.core.windows import LocalCalendar, slice_start_ms
+from streams.core.windows import MERGED_KINDS, LocalCalendar, is_final, slice_start_ms
 from streams.scoring.alerting import AlertEvaluator, UnitRolling, add_into
 from streams.scoring.outbox import Outbox, late_record, unit_cap_record
 
@@ -388,6 +388,13 @@ class PartitionState:
         state.day_from, state.day_to = day, self.calendar.window_end("day", day)
         state.day_window = self._window(state, (unit, "day", day))
         state.month_window = self._window(state, (unit, "month", month))
+        self._merged_windows(unit, state, event_time)
+
+    def _merged_windows(self, unit: str, state: UnitState, event_time: int) -> None:
+        """The quarter and year windows of an event: no accumulators of their own (the
+        publisher merges their months), only what is published of them."""
+        for kind in MERGED_KINDS:
+            self._window(state, (unit, kind, self.calendar.window_start(kind, event_time)))
 
     def _find_slice(self, unit: str, state: UnitState, slice_from: int) -> None:
         state.slice_from = slice_from
@@ -412,6 +419,7 @@ class PartitionState:
         """A subscriber_base snapshot: no KPI contribution, but the rate KPIs of its day
         and month windows, and of every later window, change."""
         day, month = self.calendar.starts(event_time)
+        self._merged_windows(unit, state, event_time)
         for key in ((unit, "day", day), (unit, "month", month)):
             window = self._window(state, key)
             if offset <= window.guard.get(source, -1):
@@ -488,10 +496,23 @@ class PartitionState:
 
     def is_closed(self, key: WindowKey) -> bool:
         """The watermark passed the window's end plus the allowed lateness."""
-        watermark = self.watermark_ms
-        return watermark is not None and (
-            watermark >= self.window_end(key) + self.config.allowed_lateness_ms
-        )
+        return is_final(self.watermark_ms, self.window_end(key), self.config.allowed_lateness_ms)
+
+    def accumulators_of(self, key: WindowKey) -> Accumulators:
+        """A calendar window's accumulators: its own, or for a quarter or year the merge of
+        its months this state holds (every month of a kept year is kept: see `expire`)."""
+        if key[1] not in MERGED_KINDS:
+            return self.windows[key].accumulators
+        merged: Accumulators = {}
+        for window in self.months_of(key):
+            merge_accumulators(merged, window.accumulators)
+        return merged
+
+    def months_of(self, key: WindowKey) -> list[Window]:
+        """The month windows this state holds of a quarter or year window."""
+        unit, kind, start = key
+        months = self.calendar.months_of(kind, start)  # type: ignore[arg-type]
+        return [w for m in months if (w := self.windows.get((unit, "month", m))) is not None]
 
     def bases_at(self, unit: str, end_ms: int) -> dict[str, float]:
         state = self.units.get(unit)
@@ -501,7 +522,8 @@ class PartitionState:
         """Forget what no event can change any more and nothing will read again.
 
         A final calendar window is kept until its successor is final too (its scores give
-        the successor's `delta_prev`); slices go once they left the rolling span and the
+        the successor's `delta_prev`), and a month as long as its year is kept (quarters and
+        years are merges of their months); slices go once they left the rolling span and the
         lateness horizon; seen-id chunks go with the lateness horizon.
         """
         watermark = self.watermark_ms
@@ -516,7 +538,7 @@ class PartitionState:
                 window = self.windows[key]
                 if window.final and not window.unsaved:
                     successor = (unit, key[1], self.window_end(key))
-                    if self.is_closed(successor):
+                    if self.is_closed(successor) and not self._in_kept_year(key):
                         del self.windows[key]
                         state.calendar.discard(key)
                         state.day_to = 0  # its windows are looked up again
@@ -538,6 +560,12 @@ class PartitionState:
             if unit in oldest_start:
                 state.bases.prune(oldest_start[unit])
         return removed
+
+    def _in_kept_year(self, key: WindowKey) -> bool:
+        unit, kind, start = key
+        if kind != "month":
+            return False
+        return (unit, "year", self.calendar.window_start("year", start)) in self.windows
 
     def expire_slices(self) -> None:
         """Drop the slices that left a unit's rolling window (the alert machines already

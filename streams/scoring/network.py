@@ -28,7 +28,7 @@ import orjson
 
 from streams.core.plan import ScoringPlan
 from streams.core.records import Record, RecordKey, annotate, means_of, network_row
-from streams.core.windows import LocalCalendar, WindowKind
+from streams.core.windows import LocalCalendar, is_final, window_kind
 
 WindowId = tuple[str, int]  # (kind, start_ms)
 
@@ -57,8 +57,6 @@ class NetworkState:
         nothing (a summary of a window already gone, an older watermark)."""
         if "progress" in message:
             watermarks = message["progress"]
-            if not isinstance(watermarks, dict):  # one partition's (before session 7)
-                watermarks = {watermarks: message["watermark"]}
             changed = False
             for partition, watermark in watermarks.items():
                 if watermark > self.progress.get(int(partition), -1):
@@ -77,10 +75,12 @@ class NetworkState:
         return True
 
     def _is_final(self, kind: str, start: int) -> bool:
+        """Final once every partition's watermark passed it (`is_final`: the units' rule)."""
         if not self.progress:
             return False
-        closed_at = self.calendar.window_end(_kind(kind), start) + self.allowed_lateness_ms
-        return all(w >= closed_at for w in self.progress.values())
+        end = self.calendar.window_end(window_kind(kind), start)
+        lateness = self.allowed_lateness_ms
+        return all(is_final(w, end, lateness) for w in self.progress.values())
 
     def publish(self, now_ms: int) -> tuple[list[Record], list[dict[str, Any]]]:
         """Network records of the windows whose unit scores changed since the last time, and
@@ -93,7 +93,9 @@ class NetworkState:
             if not window.changed and (window.final or not self._is_final(kind, start)):
                 continue
             row = network_row(self.plan, {u: s["score"] for u, s in window.units.items()})
-            previous = self.windows.get((kind, self.calendar.previous_start(_kind(kind), start)))
+            previous = self.windows.get(
+                (kind, self.calendar.previous_start(window_kind(kind), start))
+            )
             before: dict[RecordKey, float | None] | None = None
             if previous is not None and previous.published_score is not None:
                 before = {("network", None, None, None, None): previous.published_score}
@@ -135,7 +137,7 @@ class NetworkState:
         gone: list[str] = []
         for kind, start in sorted(self.windows):
             window = self.windows[(kind, start)]
-            successor = self.windows.get((kind, self.calendar.window_end(_kind(kind), start)))
+            successor = self.windows.get((kind, self.calendar.window_end(window_kind(kind), start)))
             published_final = window.final and not window.changed
             if not published_final or successor is None or not successor.final:
                 continue
@@ -143,10 +145,6 @@ class NetworkState:
             self.expired_through[kind] = max(self.expired_through.get(kind, -1), start)
             gone.extend(summary_key(kind, start, unit) for unit in window.units)
         return gone
-
-
-def _kind(kind: str) -> WindowKind:
-    return "day" if kind == "day" else "month"
 
 
 def progress_key(partitions: Iterable[int]) -> str:

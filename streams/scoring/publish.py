@@ -16,12 +16,14 @@ from typing import Any
 from streams.core.plan import ScoringPlan
 from streams.core.records import MeanKey, Record, RecordKey, annotate, record_key, unit_rows
 from streams.core.rollup import score_unit
+from streams.core.windows import MERGED_KINDS
 from streams.scoring.fold import PartitionState, Window, WindowKey
 
 
 @dataclass
 class Publication:
     records: list[Record] = field(default_factory=list)
+    stamps: list[int] = field(default_factory=list)  # each record's timestamp (event time)
     # per published calendar window: its unit-level summary (for the network level)
     summaries: list[dict[str, Any]] = field(default_factory=list)
     # per window published with new events: publication minus its newest event's ingest
@@ -75,10 +77,10 @@ class Publisher:
         self._signatures: dict[tuple[int, WindowKey], dict[RecordKey, tuple[Any, ...]]] = {}
 
     def _rows(self, state: PartitionState, key: WindowKey, window: Window) -> list[Record]:
-        unit, _, _ = key
-        scores = score_unit(
-            self.plan, window.accumulators, state.bases_at(unit, state.window_end(key))
-        )
+        unit, _, start = key
+        end = state.window_end(key)
+        accumulators = state.accumulators_of(key)
+        scores = score_unit(self.plan, accumulators, state.bases_at(unit, end), end - start)
         return list(unit_rows(self.plan, unit, scores))
 
     def _previous_scores(
@@ -119,7 +121,7 @@ class Publisher:
         """After a restart: the rows of the windows the state holds, as they were last
         published (same state, same scores), for metrics, the API and the change filter,
         without publishing them again."""
-        for key in sorted(state.windows):  # day and month windows
+        for key in sorted(state.windows):  # calendar windows
             window = state.windows[key]
             if window.changed:  # changed since its last publication: published anew
                 continue
@@ -138,7 +140,14 @@ class Publisher:
         """Rows of the windows that changed or closed; `open_windows=False`: closing ones
         only (the others keep their changes for a later publication)."""
         out = Publication()
-        for key in sorted(state.windows):  # day and month windows
+        # a quarter or year moves with its months (published before it in this loop)
+        for unit, kind, start in [k for k, w in state.windows.items() if w.changed]:
+            if kind == "month":
+                for merged in MERGED_KINDS:
+                    key = (unit, merged, state.calendar.window_start(merged, start))
+                    if key in state.windows:
+                        state.windows[key].changed = True
+        for key in sorted(state.windows):  # calendar windows
             window = state.windows[key]
             if window.final:
                 continue
@@ -177,9 +186,14 @@ class Publisher:
             window.revision += 1
             window.final = closed
             window.unsaved = True
+            if kind in MERGED_KINDS:  # its months' newest event (their latency is observed)
+                window.newest_ingest_ms = max(
+                    (w.newest_ingest_ms for w in state.months_of(key)), default=0
+                )
             newest_ingest_ms = window.newest_ingest_ms or None
-            if newest_ingest_ms is not None and not closed:
+            if newest_ingest_ms is not None and not closed and kind not in MERGED_KINDS:
                 out.latencies_s.append(max(0.0, (now_ms - newest_ingest_ms) / 1000))
+            stamp = state.calendar.stamp(kind, start, state.watermark_ms)  # type: ignore[arg-type]
             for row_key, row in going:
                 row["window_start_ms"] = start
                 row["revision"] = window.revision
@@ -188,6 +202,7 @@ class Publisher:
                 row["newest_event_ingest_ms"] = newest_ingest_ms
                 published[row_key] = row
                 out.records.append(row)
+                out.stamps.append(stamp)
             out.summaries.append(
                 {
                     "unit": unit,

@@ -260,7 +260,10 @@ class ScoringService:
             if self.observe_latency is not None:
                 for seconds in publication.latencies_s:
                     self.observe_latency(seconds)
-            messages.extend(self.outputs.score_message(r) for r in publication.records)
+            messages.extend(
+                self.outputs.score_message(r, stamp)
+                for r, stamp in zip(publication.records, publication.stamps, strict=True)
+            )
             messages.extend(self.outputs.summary_message(s) for s in publication.summaries)
             self.published_records += len(publication.records)
             if state.watermark_ms is not None and state.watermark_ms != runtime.progress_sent:

@@ -37,6 +37,8 @@ class LogLevel(StrEnum):
 class WindowChoice(StrEnum):
     month = "month"
     day = "day"
+    quarter = "quarter"
+    year = "year"
 
 
 class WireChoice(StrEnum):
@@ -180,7 +182,7 @@ def score(
     except OSError as error:
         typer.echo(f"--events: cannot read {events}: {error.strerror}", err=True)
         raise typer.Exit(EXIT_INVALID_CONFIG) from None
-    records = replay.records(window.value)
+    records = replay.records(window.value, with_standings=True)
     sink = out.open("wb") if out else sys.stdout.buffer
     try:
         sink.writelines(dump_records(records))

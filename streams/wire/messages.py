@@ -1,9 +1,10 @@
 """The messages of everything the scorer publishes: which topic, key, partition and record
 timestamp, and the bytes (in the format `streams.wire.outputs.OutputCodec` writes).
 
-Score and KPI records carry their window's start as the record timestamp (event time): the
-topics' time retention then counts in windows, not in publication times, and a reader can
-seek to the newest windows by timestamp (`offsets_for_times`) instead of reading history.
+Score and KPI records carry an event time as the record timestamp (`LocalCalendar.stamp`:
+a day or month window's start, a quarter or year's newest month): the topics' time retention
+then counts in windows, not in publication times, and a reader can seek to the newest
+windows by timestamp (`offsets_for_times`) instead of reading history.
 """
 
 from __future__ import annotations
@@ -48,9 +49,11 @@ class OutputMessages:
         self.codec.use_registry(registry, topics)
         self._load_encoders()
 
-    def score_message(self, record: dict[str, Any]) -> Message:
+    def score_message(self, record: dict[str, Any], stamp_ms: int | None = None) -> Message:
+        """A score or KPI record, its timestamp `stamp_ms` (`LocalCalendar.stamp`; default:
+        its window's start)."""
         key = record_topic_key(record)
-        start = record["window_start_ms"]
+        start = record["window_start_ms"] if stamp_ms is None else stamp_ms
         if record["level"] == "kpi":
             return self.kpi_topic, self.encode_kpi(record), key, None, start
         return self.scores_topic, self.encode_score(record), key, None, start

@@ -14,6 +14,8 @@ from streams.core.rollup import score_unit, weighted_mean
 weights = st.floats(0.01, 1000, allow_nan=False)
 scores = st.none() | st.floats(1, 5, allow_nan=False)
 
+DAY_MS = 86_400_000
+
 
 @given(st.lists(st.tuples(weights, scores), min_size=1, max_size=12))
 def test_weighted_mean_is_within_1_and_5_or_none(parts: list[tuple[float, float | None]]) -> None:
@@ -74,7 +76,7 @@ def test_every_score_of_the_default_catalog_is_in_1_to_5_or_none(
 ) -> None:
     accumulators = _accumulators(default_plan, data.draw)
     bases = data.draw(st.dictionaries(st.sampled_from(["mobile", "mytv"]), st.integers(0, 10**6)))
-    result = score_unit(default_plan, accumulators, {k: float(v) for k, v in bases.items()})
+    result = score_unit(default_plan, accumulators, {k: float(v) for k, v in bases.items()}, DAY_MS)
     levels = [*result.touchpoints, *result.services, result.unit]
     for score in [k.points for k in result.kpis] + [level.score for level in levels]:
         assert score is None or 1 <= score <= 5
@@ -100,7 +102,7 @@ def test_zero_denominator_kpi_scores_like_the_catalog_without_it(
         reduced.kpis.index(next(k for k in reduced.kpis if k.kpi == small_plan.kpis[i].kpi)): acc
         for i, acc in accumulators.items()
     }
-    full = score_unit(small_plan, accumulators, {"mobile": 1000.0})
-    alone = score_unit(reduced, moved, {"mobile": 1000.0})
+    full = score_unit(small_plan, accumulators, {"mobile": 1000.0}, DAY_MS)
+    alone = score_unit(reduced, moved, {"mobile": 1000.0}, DAY_MS)
     assert full.touchpoints[0].score == alone.touchpoints[0].score
     assert full.unit.score == alone.unit.score

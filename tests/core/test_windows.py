@@ -51,3 +51,41 @@ def test_every_time_falls_inside_its_day_and_month(ms: int) -> None:
 def test_slices_are_aligned_and_contain_the_time(ms: int, slice_ms: int) -> None:
     start = slice_start_ms(ms, slice_ms)
     assert start % slice_ms == 0 and start <= ms < start + slice_ms
+
+
+def test_2026_12_31_1730z_is_in_the_first_quarter_and_the_year_2027_locally() -> None:
+    moment = utc_ms("2026-12-31T17:30:00")  # 00:30 on 1 January 2027 in UTC+7
+    for kind in ("day", "month", "quarter", "year"):
+        assert CAL.isoformat(CAL.window_start(kind, moment)) == "2027-01-01T00:00:00+07:00"
+    before = utc_ms("2026-12-31T16:59:59")  # 23:59:59 on 31 December 2026 locally
+    assert CAL.isoformat(CAL.window_start("quarter", before)) == "2026-10-01T00:00:00+07:00"
+    assert CAL.isoformat(CAL.window_start("year", before)) == "2026-01-01T00:00:00+07:00"
+
+
+def test_quarters_start_in_january_april_july_and_october_and_end_three_months_on() -> None:
+    starts = {CAL.isoformat(CAL.window_start("quarter", utc_ms(f"2026-{m:02d}-15T05:00:00")))
+              for m in range(1, 13)}  # fmt: skip
+    assert starts == {f"2026-{m}-01T00:00:00+07:00" for m in ("01", "04", "07", "10")}
+    q3 = CAL.window_start("quarter", utc_ms("2026-08-15T05:00:00"))
+    assert CAL.isoformat(CAL.window_end("quarter", q3)) == "2026-10-01T00:00:00+07:00"
+    assert CAL.isoformat(CAL.previous_start("quarter", q3)) == "2026-04-01T00:00:00+07:00"
+    assert [CAL.isoformat(m)[:7] for m in CAL.months_of("quarter", q3)] == [
+        "2026-07",
+        "2026-08",
+        "2026-09",
+    ]
+    year = CAL.window_start("year", q3)
+    assert len(CAL.months_of("year", year)) == 12
+    assert CAL.isoformat(CAL.window_end("year", year)) == "2027-01-01T00:00:00+07:00"
+
+
+def test_quarter_and_year_records_are_stamped_with_their_newest_month() -> None:
+    q4 = CAL.window_start("quarter", utc_ms("2026-11-15T05:00:00"))
+    watermark = utc_ms("2026-11-20T05:00:00")
+    assert CAL.isoformat(CAL.stamp("quarter", q4, watermark)) == "2026-11-01T00:00:00+07:00"
+    year = CAL.window_start("year", q4)
+    assert CAL.isoformat(CAL.stamp("year", year, utc_ms("2027-02-01T05:00:00"))) == (
+        "2026-12-01T00:00:00+07:00"  # past its end: its last month
+    )
+    day = CAL.window_start("day", watermark)
+    assert CAL.stamp("day", day, watermark) == day  # days and months: their own start

@@ -97,7 +97,9 @@ def test_install_backlog_fires_one_install_alert_naming_on_time_and_resolves(
     assert START + 2 * HOUR < firing["started_at_ms"] < START + 3 * HOUR
     assert resolved["resolved_at_ms"] > START + 3 * HOUR + HOUR // 2
     assert resolved["started_at_ms"] == firing["started_at_ms"]
-    assert not [a for a in alerts if a["unit"] == "QBH"]  # the other unit raises nothing
+    # the other unit raises no install alert (a small-sample touchpoint of another service may
+    # dip: rates per 30 days on the rolling hour can pull a touchpoint down, as they should)
+    assert not [a for a in alerts if a["unit"] == "QBH" and a["touchpoint"] == "install"]
 
 
 def test_replay_at_full_speed_raises_the_same_alerts_as_small_live_batches(
@@ -107,7 +109,10 @@ def test_replay_at_full_speed_raises_the_same_alerts_as_small_live_batches(
     keys = ("alert_id", "state", "started_at_ms", "resolved_at_ms", "score", "sample")
 
     def summary(size: int) -> list[tuple[Any, ...]]:
-        return [tuple(a[k] for k in keys) for a in fold_alerts(default_plan, events, size)]
+        # in event-time order: a big batch steps one unit's boundaries before the next unit's,
+        # small batches interleave the units (the records are the same)
+        alerts = [tuple(a[k] for k in keys) for a in fold_alerts(default_plan, events, size)]
+        return sorted(alerts, key=lambda a: (a[2], a[3] or 0, a[0], a[1]))
 
     assert summary(5_000) == summary(7)
     assert summary(5_000)
@@ -337,7 +342,7 @@ def _alerts_by_full_recount(
             touchpoints: dict[int, tuple[float | None, int]] = {}
             for tp in plan.touchpoints:
                 results = [
-                    kpi_result(plan.kpis[k], window.get(k), None)
+                    kpi_result(plan.kpis[k], window.get(k), None, span_ms)
                     if window.get(k, [0.0])[0] >= tp.rule.min_kpi_sample
                     else None
                     for k in tp.kpis

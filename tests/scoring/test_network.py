@@ -95,11 +95,3 @@ def test_one_progress_message_carries_every_partition_of_an_emit(
     network.add(decode_summary(outputs.progress_message({0: closed, 1: closed})[1]))
     (record,), _ = network.publish(0)
     assert record["final"] is True and record["score"] == 3.0
-
-
-def test_progress_messages_of_one_partition_each_are_still_read(small_plan: ScoringPlan) -> None:
-    """Before session 7 a progress message carried one partition's watermark."""
-    network = NetworkState(small_plan, LATENESS)
-    assert network.add({"progress": 3, "watermark": 1_000})
-    assert not network.add({"progress": 3, "watermark": 900})  # watermarks never go back
-    assert network.progress == {3: 1_000}

@@ -17,8 +17,8 @@ from tests.scoring.test_fold import CONFIG
 class RecordingOutputs:
     """Outputs that keep the records instead of encoding them."""
 
-    def score_message(self, record: dict[str, Any]) -> Any:
-        return ("score", record, None, None)
+    def score_message(self, record: dict[str, Any], stamp_ms: int | None = None) -> Any:
+        return ("score", record, None, stamp_ms)
 
     def outbox_message(self, kind: str, record: dict[str, Any]) -> Any:
         return (kind, record, None, None)
@@ -111,10 +111,11 @@ def test_a_backlog_publishes_closing_windows_at_once_and_open_ones_when_it_ends(
     feeder = Feeder(small_plan, service)
     day = {d: day_start(f"2026-11-0{d}") for d in (4, 5, 6)}
     month = local_ms("2026-11-01 00:00")
+    merged = {("quarter", local_ms("2026-10-01 00:00")), ("year", local_ms("2026-01-01 00:00"))}
 
     feeder.send(["2026-11-04 10:00", "2026-11-05 10:00"], backlog=True)
     first = published_windows(service.emit().messages)  # the first publication of a partition
-    assert first == {("day", day[4]), ("day", day[5]), ("month", month)}
+    assert first == {("day", day[4]), ("day", day[5]), ("month", month), *merged}
 
     feeder.send(["2026-11-05 11:00", "2026-11-06 10:00"], backlog=True)
     during = published_windows(service.emit().messages)
@@ -123,7 +124,7 @@ def test_a_backlog_publishes_closing_windows_at_once_and_open_ones_when_it_ends(
 
     feeder.send(["2026-11-06 11:00"], backlog=False)
     after = published_windows(service.emit().messages)
-    assert after == {("day", day[6]), ("month", month)}
+    assert after == {("day", day[6]), ("month", month), *merged}  # quarter, year: their month
 
 
 def test_without_a_backlog_every_changed_window_is_published_at_each_emit(
@@ -138,6 +139,8 @@ def test_without_a_backlog_every_changed_window_is_published_at_each_emit(
     assert published_windows(service.emit().messages) == {
         ("day", day_start("2026-11-05")),
         ("month", month),
+        ("quarter", local_ms("2026-10-01 00:00")),
+        ("year", local_ms("2026-01-01 00:00")),
     }
 
 
@@ -299,7 +302,7 @@ def test_an_emit_sends_all_its_partitions_watermarks_in_one_message_after_their_
         service.on_envelope(partition, value, Envelope(), list, lambda k, v: None, offset=0)
     messages = service.emit().messages
     kinds = [m[0] for m in messages]
-    assert kinds.count("summary") == 4  # a day and a month window per unit
+    assert kinds.count("summary") == 8  # a day, month, quarter and year window per unit
     assert kinds.count("progress") == 1
     (progress,) = [m[1] for m in messages if m[0] == "progress"]
     assert set(progress) == {0, 1}
@@ -316,7 +319,8 @@ def test_latency_is_observed_once_per_window_publication_when_it_is_built(
     feeder = Feeder(small_plan, service)
     feeder.send(["2026-11-05 10:00"], backlog=False)
     published = published_windows(service.emit().messages)
-    assert len(observed) == len(published) == 2  # the day and the month, once each
+    assert len(published) == 4  # the day, the month, and the quarter and year they make up
+    assert len(observed) == 2  # the windows the events went to (day, month), once each
     service.emit()  # nothing new: no publication, no observation (scrapes play no part)
     assert len(observed) == 2
     assert all(seconds > 0 for seconds in observed)  # the entries' ingest time is 1 ms

@@ -49,6 +49,9 @@ TOUCHPOINTS: Final = (
     "change",
     "leave",
 )
+# Active subscribers per daily event of a unit-service: with the type mix below, about
+# 15 completed cancellations per 1,000 subscribers per 30 days (1.5 % monthly churn)
+SUBSCRIBERS_PER_DAILY_EVENT: Final = 20.0
 DIGITAL: Final = ("web", "app", "chatbot")
 OTHER_CHANNELS: Final = ("store", "call_center", "field", "social")
 
@@ -82,9 +85,13 @@ class Generator:
     seed: int = 7
     incidents: tuple[Incident, ...] = ()
     duplicate_ratio: float = 0.0
-    base_subscribers: int = 50_000
+    # active subscribers per unit and service; None: in proportion to the unit-service's
+    # daily events (SUBSCRIBERS_PER_DAILY_EVENT), so rates per 1,000 subscribers per 30 days
+    # come out the same at any volume (a live demo and a month of history alike)
+    base_subscribers: int | None = None
     _rng: random.Random = field(init=False, repr=False)
     _quality: dict[str, float] = field(init=False, repr=False)
+    _daily_events: float = field(init=False, repr=False, default=0.0)  # per unit
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
@@ -103,6 +110,7 @@ class Generator:
         next_snapshot = self.start_ms
         recent: list[dict[str, Any]] = []
         step = self.span_ms / max(count, 1)
+        self._daily_events = count * DAY_MS / max(self.span_ms, 1) / len(self.units)
         for i in range(count):
             time_ms = self.start_ms + int(i * step)
             while next_snapshot <= time_ms:
@@ -131,9 +139,15 @@ class Generator:
                     "customer_ref": "base",
                     "channel": "auto",
                     "active_subscribers": int(
-                        self.base_subscribers * (0.5 + self._quality[unit]) + sequence % 97
+                        self._base(service) * (0.5 + self._quality[unit]) + sequence % 97
                     ),
                 }
+
+    def _base(self, service: str) -> float:
+        if self.base_subscribers is not None:
+            return self.base_subscribers
+        share = dict(SERVICE_MIX)[service]
+        return max(1.0, SUBSCRIBERS_PER_DAILY_EVENT * self._daily_events * share)
 
     def _event(self, sequence: int, time_ms: int) -> dict[str, Any]:
         rng = self._rng
