@@ -27,8 +27,9 @@ OUTPUT: Final = {
     "alerts": "cemi.alerts",
     "deadletter": "deadletter",
     "late": "late",
+    "standings": "cemi.standings",
 }
-COMPACTED: Final = frozenset({"kpi", "scores", "alerts"})
+COMPACTED: Final = frozenset({"kpi", "scores", "alerts", "standings"})
 ENVELOPES: Final = "internal.envelopes"
 UNIT_SCORES: Final = "internal.unit-scores"  # one partition: the network level in one place
 NETWORK_MEANS: Final = "internal.network-means"  # the network view every worker follows

@@ -26,6 +26,8 @@ from streams.core.predicates import check_predicate
 Weight = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 Score = Annotated[float, Field(ge=1, le=5, allow_inf_nan=False)]
 Finite = Annotated[float, Field(allow_inf_nan=False)]
+# a team or role name (an alert's addressee, a Prometheus label, an Alertmanager route)
+Owner = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$")]
 IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 KpiKind = Literal["ratio", "mean", "nps", "rate"]
 EventType = Literal["order", "install", "ticket", "payment", "cancellation", "survey"]
@@ -62,6 +64,7 @@ class Kpi(_Strict):
     scale: list[tuple[Finite, Finite]]
     target: Finite | None = None
     description: Annotated[str, Field(min_length=1)]
+    owner: Owner | None = None
 
     @field_validator("scale")
     @classmethod
@@ -127,6 +130,7 @@ class Touchpoint(_Strict):
     threshold: Score | None = None
     target: Score | None = None
     alert: AlertOverrides | None = None
+    owner: Owner | None = None
     kpis: dict[str, Kpi]
 
     @field_validator("kpis")
@@ -140,6 +144,7 @@ class Service(_Strict):
     target: Score | None = None
     threshold: Score | None = None
     alert: AlertOverrides | None = None
+    owner: Owner | None = None
     touchpoints: dict[str, Touchpoint]
 
     @field_validator("touchpoints")
@@ -196,6 +201,40 @@ class Catalog(_Strict):
             if name not in SERVICES:
                 raise PathError(name, f"unknown service; use one of {SERVICES}")
         return services
+
+    @model_validator(mode="after")
+    def _journey_shape(self) -> Catalog:
+        """Phases and stages, where the catalog gives them, form one journey: every
+        touchpoint in one stage (the same in every service), every stage in one phase. A
+        catalog that gives none has no journey map; one that gives some gives them all."""
+        placed = [
+            (f"services.{svc_id}.touchpoints.{tp_id}", tp_id, tp)
+            for svc_id, svc in self.services.items()
+            for tp_id, tp in svc.touchpoints.items()
+        ]
+        if all(tp.phase is None and tp.stage is None for _, _, tp in placed):
+            return self
+        stage_of: dict[str, tuple[str, str]] = {}  # touchpoint -> (stage, where)
+        phase_of: dict[str, tuple[str, str]] = {}  # stage -> (phase, where)
+        for path, tp_id, tp in placed:
+            for name in ("phase", "stage"):
+                if getattr(tp, name) is None:
+                    raise PathError(
+                        f"{path}.{name}", f"missing: the other touchpoints give a {name}"
+                    )
+            assert tp.stage is not None and tp.phase is not None
+            stage, where = stage_of.setdefault(tp_id, (tp.stage, path))
+            if stage != tp.stage:
+                raise PathError(
+                    f"{path}.stage", f"{tp.stage!r}, but {where} puts {tp_id} in {stage!r}"
+                )
+            phase, where = phase_of.setdefault(tp.stage, (tp.phase, path))
+            if phase != tp.phase:
+                raise PathError(
+                    f"{path}.phase",
+                    f"{tp.phase!r}, but {where} puts stage {tp.stage!r} in phase {phase!r}",
+                )
+        return self
 
     def unit_weight(self, unit: str) -> float:
         configured = self.units.get(unit)

@@ -49,6 +49,7 @@ class KpiDef:
     scale: Scale
     target: float | None
     description: str
+    owner: str | None  # its own, else its touchpoint's (inherited downward)
 
 
 def _rule(
@@ -80,6 +81,7 @@ class TouchpointDef:
     phase: str | None
     stage: str | None
     rule: AlertRule
+    owner: str | None  # its own, else its service's
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +93,7 @@ class ServiceDef:
     target: float | None
     touchpoints: tuple[int, ...]
     rule: AlertRule
+    owner: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +191,7 @@ class ScoringPlan:
         for service_name, service in catalog.services.items():
             tp_indices = []
             for tp_name, tp in service.touchpoints.items():
+                tp_owner = tp.owner or service.owner
                 kpi_indices = []
                 for kpi_name, kpi in tp.kpis.items():
                     index = len(kpis)
@@ -203,6 +207,7 @@ class ScoringPlan:
                             scale=Scale(kpi.scale),
                             target=kpi.target,
                             description=kpi.description,
+                            owner=kpi.owner or tp_owner,
                         )
                     )
                     kpi_indices.append(index)
@@ -228,6 +233,7 @@ class ScoringPlan:
                         phase=tp.phase,
                         stage=tp.stage,
                         rule=_rule(catalog.alerts, tp.threshold, tp.alert),
+                        owner=tp_owner,
                     )
                 )
             services.append(
@@ -239,6 +245,7 @@ class ScoringPlan:
                     target=service.target,
                     touchpoints=tuple(tp_indices),
                     rule=_rule(catalog.alerts, service.threshold, service.alert),
+                    owner=service.owner,
                 )
             )
         self.kpis: tuple[KpiDef, ...] = tuple(kpis)

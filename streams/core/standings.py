@@ -26,6 +26,13 @@ StandingsKey = tuple[str | None, str | None]
 Scores = Mapping[StandingsKey, Mapping[str, float | None]]
 
 
+def standings_key(record: Mapping[str, Any]) -> str:
+    """The compacted topic's key of a standings record: window/window_start/service/
+    touchpoint ("-" for none)."""
+    service, touchpoint = record["service"] or "-", record["touchpoint"] or "-"
+    return f"{record['window']}/{record['window_start']}/{service}/{touchpoint}"
+
+
 def standings_keys(plan: ScoringPlan) -> Iterator[StandingsKey]:
     """Every key, in the order the records are written: units, then per service its own
     ranking followed by its touchpoints'."""

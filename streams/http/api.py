@@ -187,6 +187,26 @@ class Api:
                 touchpoint["kpis"][record["kpi"]] = node
         return answer({"unit": unit, "windows": windows})
 
+    async def standings(self, request: Any) -> web.Response:
+        """The newest window's standings of a kind for one key: no service, the units by unit
+        CEMI; a service, by that service's CEMI; a service and touchpoint, by its CEMI."""
+        self.authorize(request, write=False)
+        where = query_params(
+            request,
+            {
+                "window": SCORE_PARAMS["window"],
+                "service": SCORE_PARAMS["service"],
+                "touchpoint": SCORE_PARAMS["touchpoint"],
+            },
+        )
+        if "touchpoint" in where and "service" not in where:
+            raise BadRequest(400, "touchpoint needs service")
+        slot = (where.get("window", "month"), where.get("service"), where.get("touchpoint"))
+        record = self.view.standings.get(slot)
+        if record is None:
+            raise BadRequest(404, f"no standings yet for {'/'.join(s or '-' for s in slot)}")
+        return answer(record)
+
     async def alerts(self, request: Any) -> web.Response:
         self.authorize(request, write=False)
         where = query_params(
@@ -288,25 +308,32 @@ class Api:
 
     async def follow(self) -> None:
         topics = self.runtime.topics
-        scores, kpi, alerts = (topics.output(n) for n in ("scores", "kpi", "alerts"))
+        names = ("scores", "kpi", "alerts", "standings")
+        scores, kpi, alerts, standings = (topics.output(n) for n in names)
         codec = self.runtime.outputs.codec
         async for message in follow_topics(
             self.settings,
             self.runtime.bootstrap,
-            [scores, kpi, alerts],
+            [scores, kpi, alerts, standings],
             self.view,
-            bounded=(scores, kpi),
+            bounded=(scores, kpi, standings),
             calendar=LocalCalendar(self.runtime.plan.catalog.timezone),
         ):
             if message.value is None:  # a tombstone: the window left the retention
-                self.view.forget_score(message.key)
+                if message.topic != standings:
+                    self.view.forget_score(message.key)
                 continue
-            if message.topic == alerts:
+            if message.topic in (alerts, standings):
                 try:
-                    self.view.add_alert(await codec.decode_async(message.value))
+                    record = await codec.decode_async(message.value)
                 except Exception as error:  # a corrupt record must not stop the following
                     self.view.undecodable += 1
-                    log.debug("undecodable alert record: %r", error)
+                    log.debug("undecodable %s record: %r", message.topic, error)
+                    continue
+                if message.topic == alerts:
+                    self.view.add_alert(record)
+                else:
+                    self.view.add_standings(record)
             else:
                 self.view.add_score(message.key, message.value)
 
@@ -402,6 +429,7 @@ def register_api(app: Any, runtime: Runtime) -> Api:
         (f"{PREFIX}/scores", _view("api_scores", get=api.scores)),
         (f"{PREFIX}/units/{{unit}}", _view("api_unit", get=api.unit)),
         (f"{PREFIX}/alerts", _view("api_alerts", get=api.alerts)),
+        (f"{PREFIX}/standings", _view("api_standings", get=api.standings)),
         (f"{PREFIX}/alerts/{{alert_id}}/ack", _view("api_ack", post=api.acknowledge)),
         (f"{PREFIX}/openapi.json", _view("api_openapi", get=api.openapi)),
         ("/healthz", _view("healthz", get=api.healthz)),

@@ -273,8 +273,8 @@ class CemiCollector(Collector):
     def _alerts(self) -> Iterator[Metric]:
         active = GaugeMetricFamily(
             "cemi_alert_active",
-            "1 while the alert fires",
-            labels=["unit", "service", "touchpoint", "rule"],
+            "1 while the alert fires; `owner`: the catalog's team or role for it",
+            labels=["unit", "service", "touchpoint", "rule", "owner"],
         )
         evaluator = self.scoring.evaluator
         for runtime in self.scoring.partitions.values():
@@ -285,7 +285,8 @@ class CemiCollector(Collector):
                 for index, machine in sorted(rolling.machines.items()):
                     if machine.state == "firing":
                         rule, service, touchpoint = evaluator.key_of(index)
-                        active.add_metric([unit, service, touchpoint or "", rule], 1.0)
+                        owner = _label(evaluator.owner_of(index))
+                        active.add_metric([unit, service, touchpoint or "", rule, owner], 1.0)
         yield active
 
 

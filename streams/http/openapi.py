@@ -129,6 +129,29 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
         **{"class": nullable_string},
         services={"type": "object"},
     )
+    standing = _obj(
+        ["unit", "score", "rank"],
+        unit=string,
+        score={"type": "number"},
+        **{"class": nullable_string},
+        rank=integer,
+        rank_prev={"type": ["integer", "null"]},
+        delta_prev=nullable_number,
+    )
+    standings = _obj(
+        ["level", "window", "window_start", "units", "final", "revision"],
+        level={"type": "string", "enum": ["standings"]},
+        window=string,
+        window_start=string,
+        window_start_ms=integer,
+        service=nullable_string,
+        touchpoint=nullable_string,
+        units={"type": "array", "items": standing},
+        final=boolean,
+        revision=integer,
+        catalog_version=string,
+        published_at_ms={"type": ["integer", "null"]},
+    )
     readiness = _obj(
         ["ready", "checks"],
         ready=boolean,
@@ -194,6 +217,23 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                 ),
             ),
             {**bad, "404": _error("no scores for this unit")},
+            read_security,
+        ),
+        f"{PREFIX}/standings": _get(
+            "getStandings",
+            "The units ranked by score in the newest window of a kind: by unit CEMI (no "
+            "service), by a service's CEMI, or by a touchpoint's (service and touchpoint)",
+            [
+                _param("window", window, "window kind (default month)"),
+                _param("service", service, "rank by this service's CEMI"),
+                _param(
+                    "touchpoint",
+                    {"type": "string", "pattern": TOUCHPOINT_PATTERN.pattern},
+                    "rank by this touchpoint's CEMI (with service)",
+                ),
+            ],
+            _json("the standings record", {"$ref": "#/components/schemas/Standings"}),
+            {**bad, "404": _error("no standings for that window and key yet")},
             read_security,
         ),
         f"{PREFIX}/alerts": _get(
@@ -287,6 +327,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                 "Error": _obj(["error"], error=string),
                 "Score": score,
                 "Alert": alert,
+                "Standings": standings,
             },
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },

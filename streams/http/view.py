@@ -65,6 +65,8 @@ class OutputView:
     def __init__(self) -> None:
         self.windows: dict[tuple[str, str], Window] = {}
         self.alerts: dict[str, dict[str, Any]] = {}
+        # the newest window's standings per (kind, service, touchpoint)
+        self.standings: dict[tuple[str, str | None, str | None], dict[str, Any]] = {}
         self.caught_up = False
         self.undecodable = 0
 
@@ -96,6 +98,13 @@ class OutputView:
                 window._order = None
             if not window.records:
                 del self.windows[(parts[5], parts[1])]
+
+    def add_standings(self, record: dict[str, Any]) -> None:
+        """Keep a standings record if its window is the newest of its kind and key."""
+        slot = (record.get("window"), record.get("service"), record.get("touchpoint"))
+        kept = self.standings.get(slot)  # type: ignore[arg-type]
+        if kept is None or record.get("window_start_ms", 0) >= kept.get("window_start_ms", 0):
+            self.standings[slot] = record  # type: ignore[index]
 
     def add_alert(self, record: dict[str, Any]) -> None:
         alert_id = record.get("alert_id")

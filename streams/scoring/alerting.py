@@ -520,6 +520,13 @@ class AlertEvaluator:
             return "touchpoint", tp.service, tp.touchpoint
         return "service", self.plan.services[-1 - index].service, None
 
+    def owner_of(self, index: int) -> str | None:
+        """The catalog owner of a machine's touchpoint (inherited from its service) or
+        service: its alerts' addressee."""
+        if index >= 0:
+            return self.plan.touchpoints[index].owner
+        return self.plan.services[-1 - index].owner
+
     def record(
         self,
         unit: str,
@@ -580,4 +587,5 @@ class AlertEvaluator:
             "catalog_version": self.plan.version,
             "top_kpis": top,
             "excluded_kpis": excluded,
+            "owner": self.owner_of(index),
         }

@@ -28,6 +28,7 @@ import orjson
 
 from streams.core.plan import ScoringPlan
 from streams.core.records import Record, RecordKey, annotate, means_of, network_row
+from streams.core.standings import StandingsKey, standings_records
 from streams.core.windows import LocalCalendar, is_final, window_kind
 
 WindowId = tuple[str, int]  # (kind, start_ms)
@@ -35,12 +36,40 @@ WindowId = tuple[str, int]  # (kind, start_ms)
 
 @dataclass
 class NetworkWindow:
+    kind: str
+    start: int
     window_start: str
     units: dict[str, dict[str, Any]] = field(default_factory=dict)  # unit -> summary
     revision: int = 0
     changed: bool = False
     published_score: float | None = None
     final: bool = False
+    # per standings key: (revision, the ranked units and finality last published)
+    standings: dict[StandingsKey, tuple[int, list[dict[str, Any]], bool]] = field(
+        default_factory=dict
+    )
+
+    def scores(self) -> dict[StandingsKey, dict[str, float | None]]:
+        """What the standings rank: each unit's unit, service and touchpoint scores."""
+        out: dict[StandingsKey, dict[str, float | None]] = {}
+        for unit, summary in self.units.items():
+            out.setdefault((None, None), {})[unit] = summary["score"]
+            for level, service, touchpoint, _, score in summary.get("rows", ()):
+                if level == "service":
+                    out.setdefault((service, None), {})[unit] = score
+                elif level == "touchpoint":
+                    out.setdefault((service, touchpoint), {})[unit] = score
+        return out
+
+
+@dataclass
+class NetworkPublication:
+    """What the network level publishes: network score records and standings records (each
+    with its record timestamp, `LocalCalendar.stamp`), and the means views."""
+
+    records: list[tuple[Record, int]] = field(default_factory=list)
+    standings: list[tuple[Record, int]] = field(default_factory=list)
+    views: list[dict[str, Any]] = field(default_factory=list)
 
 
 class NetworkState:
@@ -69,7 +98,7 @@ class NetworkState:
         key = (kind, start)
         window = self.windows.get(key)
         if window is None:
-            window = self.windows[key] = NetworkWindow(message["window_start"])
+            window = self.windows[key] = NetworkWindow(kind, start, message["window_start"])
         window.units[unit] = message
         window.changed = True
         return True
@@ -82,11 +111,12 @@ class NetworkState:
         lateness = self.allowed_lateness_ms
         return all(is_final(w, end, lateness) for w in self.progress.values())
 
-    def publish(self, now_ms: int) -> tuple[list[Record], list[dict[str, Any]]]:
-        """Network records of the windows whose unit scores changed since the last time, and
-        each such window's means across units (for the units' `delta_network`)."""
-        out = []
-        views = []
+    def publish(self, now_ms: int) -> NetworkPublication:
+        """Network records of the windows whose unit scores changed since the last time,
+        their standings that moved (order or a score) or became final, and each such
+        window's means across units (for the units' `delta_network`)."""
+        out = NetworkPublication()
+        watermark = min(self.progress.values(), default=None)
         for key in sorted(self.windows):
             window = self.windows[key]
             kind, start = key
@@ -119,9 +149,13 @@ class NetworkState:
                 published_at_ms=now_ms,
                 newest_event_ingest_ms=None,
             )
-            out.append(row)
+            stamp = self.calendar.stamp(window_kind(kind), start, watermark)
+            out.records.append((row, stamp))
+            out.standings.extend(
+                (standing, stamp) for standing in self._standings(window, previous, now_ms)
+            )
             rows = (r for summary in window.units.values() for r in summary.get("rows", ()))
-            views.append(
+            out.views.append(
                 {
                     "window": kind,
                     "start": start,
@@ -129,7 +163,35 @@ class NetworkState:
                     "means": [[*k, v] for k, v in means_of(rows).items()],
                 }
             )
-        return out, views
+        return out
+
+    def _standings(
+        self, window: NetworkWindow, previous: NetworkWindow | None, now_ms: int
+    ) -> list[Record]:
+        """The window's standings records whose ranking moved since published, or that
+        become final; the window's revision, finality and start are already set."""
+        out = []
+        ranked = standings_records(
+            self.plan,
+            window_kind(window.kind),
+            window.window_start,
+            window.scores(),
+            previous.scores() if previous is not None else None,
+        )
+        for record in ranked:
+            key = (record["service"], record["touchpoint"])
+            revision, units, final = window.standings.get(key, (0, [], False))
+            if record["units"] == units and (final or not window.final):
+                continue
+            window.standings[key] = (revision + 1, record["units"], window.final)
+            record.update(
+                window_start_ms=window.start,
+                final=window.final,
+                revision=revision + 1,
+                published_at_ms=now_ms,
+            )
+            out.append(record)
+        return out
 
     def expire(self) -> list[str]:
         """Forget windows published final whose successor is published final too (it gave

@@ -53,6 +53,7 @@ class OutputChoice(StrEnum):
     alerts = "alerts"
     deadletter = "deadletter"
     late = "late"
+    standings = "standings"
 
 
 class ScenarioChoice(StrEnum):

@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from streams.contract.messages import TICK, Message
+from streams.core.standings import standings_key
 from streams.scoring.network import encode_summary, progress_key, summary_key
 from streams.scoring.publish import record_topic_key
 from streams.topics import Topics
@@ -33,6 +34,7 @@ class OutputMessages:
         self.late_topic = topics.output("late")
         self.alerts_topic = topics.output("alerts")
         self.deadletter_topic = topics.output("deadletter")
+        self.standings_topic = topics.output("standings")
 
     def _load_encoders(self) -> None:
         encoder = self.codec.encoder
@@ -41,11 +43,12 @@ class OutputMessages:
         self.encode_late = encoder("LateEvent")
         self.encode_alert = encoder("Alert")
         self.encode_dead_letter = encoder("DeadLetter")
+        self.encode_standings = encoder("Standings")
 
     def use_registry(self, registry: SchemaRegistry) -> None:
         """Confluent-framed Avro from now on (see `OutputCodec.use_registry`)."""
-        topics = {name: self.topics.output(name) for name in ("kpi", "scores", "late")}
-        topics.update(alerts=self.alerts_topic, deadletter=self.topics.output("deadletter"))
+        names = ("kpi", "scores", "late", "alerts", "deadletter", "standings")
+        topics = {name: self.topics.output(name) for name in names}
         self.codec.use_registry(registry, topics)
         self._load_encoders()
 
@@ -57,6 +60,11 @@ class OutputMessages:
         if record["level"] == "kpi":
             return self.kpi_topic, self.encode_kpi(record), key, None, start
         return self.scores_topic, self.encode_score(record), key, None, start
+
+    def standings_message(self, record: dict[str, Any], stamp_ms: int) -> Message:
+        """A standings record, keyed by window, window start, service and touchpoint."""
+        key = standings_key(record).encode()
+        return self.standings_topic, self.encode_standings(record), key, None, stamp_ms
 
     def tombstones(self, keys: Iterable[tuple[str, bytes]]) -> list[Message]:
         """Deletions of published records, by (level, key): what compaction then drops."""

@@ -41,6 +41,7 @@ OUTPUT_RECORDS: Final = {
     "late": "LateEvent",
     "alerts": "Alert",
     "deadletter": "DeadLetter",
+    "standings": "Standings",
 }
 FORMATS: Final = ("avro", "json")
 _JSON_START: Final = ord("{")

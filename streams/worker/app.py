@@ -341,13 +341,14 @@ def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | N
         # not at the emit after: one row per changed window, cheap to do this often.
         if runtime.network is None or runtime.sender is None or app.should_stop:
             return
-        records, network_views = runtime.network.publish(int(time.time() * 1000))
-        if not records and not network_views:
-            return
-        messages = [runtime.outputs.score_message(r) for r in records]
-        runtime.scoring.published_records += len(records)  # score records too
-        messages.extend(runtime.outputs.network_view_message(v) for v in network_views)
-        await runtime.send(messages)
+        published = runtime.network.publish(int(time.time() * 1000))
+        outputs = runtime.outputs
+        messages = [outputs.score_message(r, stamp) for r, stamp in published.records]
+        messages.extend(outputs.standings_message(r, stamp) for r, stamp in published.standings)
+        messages.extend(outputs.network_view_message(v) for v in published.views)
+        if messages:
+            runtime.scoring.published_records += len(published.records)  # score records too
+            await runtime.send(messages)
 
     async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
         # Faust's recovery of the partitions it assigns next reads each changelog up to its

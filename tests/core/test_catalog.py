@@ -174,3 +174,71 @@ def test_defaults_are_merged_into_each_service_and_null_removes() -> None:
     mobile = catalog.services["mobile"].touchpoints
     assert mobile["install"].weight == 3 and "install_on_time" in mobile["install"].kpis
     assert set(catalog.services["mytv"].touchpoints) == {"care"}
+
+
+def default_data() -> dict[str, Any]:
+    from importlib.resources import files
+
+    text = files("streams.data").joinpath("default_catalog.yaml").read_text()
+    return yaml.safe_load(text)  # type: ignore[no-any-return]
+
+
+def problems_of(data: dict[str, Any]) -> list[tuple[str, str]]:
+    with pytest.raises(CatalogError) as caught:
+        parse_catalog(data)
+    return caught.value.problems
+
+
+def test_a_touchpoint_in_two_stages_is_refused_naming_it() -> None:
+    data = default_data()
+    # install is in "onboarding" by default: put it in "purchase" for mobile only
+    data["services"]["mobile"]["touchpoints"]["install"] = {"stage": "purchase"}
+    [(path, message)] = problems_of(data)
+    assert path.endswith(".touchpoints.install.stage") and "'onboarding'" in message
+
+
+def test_a_stage_in_two_phases_is_refused_naming_it() -> None:
+    data = default_data()
+    data["defaults"]["touchpoints"]["activate"]["phase"] = "use"  # onboarding is in "buy"
+    [(path, message)] = problems_of(data)
+    assert path.endswith(".phase") and "'onboarding'" in message and "'buy'" in message
+
+
+def test_a_touchpoint_without_a_stage_where_the_others_have_one_is_refused() -> None:
+    data = default_data()
+    data["defaults"]["touchpoints"]["leave"]["stage"] = None  # removes it
+    [(path, message)] = problems_of(data)
+    assert path.endswith(".touchpoints.leave.stage") and message.startswith("missing")
+
+
+def test_a_catalog_without_any_journey_map_is_accepted() -> None:
+    assert parse_catalog(canonical()).services["mobile"].touchpoints["install"].stage is None
+
+
+def test_owners_are_inherited_downward_and_alerts_carry_them() -> None:
+    data = canonical()
+    mobile = data["services"]["mobile"]
+    mobile["owner"] = "Mobile CX team"
+    kpi = mobile["touchpoints"]["install"]["kpis"]["install_on_time"]
+    plan = ScoringPlan(parse_catalog(data))
+    assert plan.services[0].owner == plan.touchpoints[0].owner == plan.kpis[0].owner
+    mobile["touchpoints"]["install"]["owner"] = "Field installs"
+    kpi["owner"] = "Scheduling desk"
+    plan = ScoringPlan(parse_catalog(data))
+    assert (plan.services[0].owner, plan.touchpoints[0].owner, plan.kpis[0].owner) == (
+        "Mobile CX team",
+        "Field installs",
+        "Scheduling desk",
+    )
+    from streams.scoring.alerting import AlertEvaluator
+
+    evaluator = AlertEvaluator(plan, 3_600_000, 60_000)
+    assert evaluator.owner_of(0) == "Field installs"  # the touchpoint's alerts
+    assert evaluator.owner_of(-1) == "Mobile CX team"  # the service rule's
+
+
+def test_an_owner_with_a_control_character_is_refused() -> None:
+    data = canonical()
+    data["services"]["mobile"]["owner"] = "ops\nteam"
+    [(path, _)] = problems_of(data)
+    assert path == "services.mobile.owner"

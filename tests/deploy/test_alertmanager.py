@@ -32,11 +32,28 @@ def test_amtool_check_config_accepts_the_example() -> None:
         (["component=experience", "unit=HCM", "service=mytv"], "cemi-south-desk,cemi-fixed-team"),
         (["component=experience", "unit=QBH", "service=digital_enterprise"], "cemi-digital-team"),
         (["component=experience", "unit=QBH", "service=other"], "cemi-experience"),
+        # by owner first (the catalog's), the service team when the alert has none
+        (
+            ["component=experience", "unit=HPG", "service=mobile", "owner=Technical centre"],
+            "cemi-north-desk,cemi-technical-centre",
+        ),
+        (
+            ["component=experience", "unit=QBH", "service=mytv", "owner=Billing centre"],
+            "cemi-billing-centre",
+        ),
+        (
+            ["component=experience", "unit=QBH", "service=mytv", "owner=Customer care centre"],
+            "cemi-care-centre",
+        ),
+        (
+            ["component=experience", "unit=QBH", "service=mobile", "owner=Mobile CX"],
+            "cemi-mobile-team",
+        ),
         (["component=pipeline", "alertname=CemiPipelineStalled"], "cemi-platform"),
         (["alertname=Watchdog"], "cemi-default"),
     ],
 )
-def test_alerts_route_by_unit_and_service(labels: list[str], receivers: str) -> None:
+def test_alerts_route_by_owner_unit_and_service(labels: list[str], receivers: str) -> None:
     checked = run(
         require("amtool"),
         "config",

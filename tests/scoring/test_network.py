@@ -7,7 +7,7 @@ from typing import Any
 
 from streams.core.plan import ScoringPlan
 from streams.core.windows import LocalCalendar
-from streams.scoring.network import NetworkState
+from streams.scoring.network import NetworkPublication, NetworkState
 from tests.factories import local_ms
 
 LATENESS = 600_000
@@ -40,14 +40,15 @@ def test_a_window_is_final_only_when_every_reporting_partition_passed_it(
     network.add(progress(1, day))  # partition 1 is still inside the day
     network.add(summary("A", day, 4.0, final=True))
     network.add(progress(0, closed))  # partition 0 (unit A) closed the day
-    (record,), _ = network.publish(0)
+    (record,) = records_of(network.publish(0))
     assert record["score"] == 4.0 and record["final"] is False
     network.add(summary("B", day, 2.0, final=True))  # unit B, on partition 1, arrives later
     network.add(progress(1, closed))
-    (record,), _ = network.publish(0)
+    (record,) = records_of(network.publish(0))
     assert record["final"] is True and record["revision"] == 2
     assert record["score"] == 3.0  # both units (equal weights)
-    assert network.publish(0) == ([], [])  # nothing changed: nothing published
+    published = network.publish(0)  # nothing changed: nothing published
+    assert (published.records, published.standings, published.views) == ([], [], [])
 
 
 def test_final_windows_go_once_their_successor_is_final_and_late_summaries_are_ignored(
@@ -61,7 +62,7 @@ def test_final_windows_go_once_their_successor_is_final_and_late_summaries_are_i
     network.publish(0)
     assert network.expire() == []
     network.add(progress(0, day + 2 * DAY + LATENESS))
-    (_, second), _ = network.publish(0)
+    (_, second) = records_of(network.publish(0))
     assert second["final"] is True and second["delta_prev"] == -1.0
     assert network.expire() == [f"day|{day}|A"]
     assert network.add(summary("B", day, 1.0, final=True)) is False
@@ -89,9 +90,38 @@ def test_one_progress_message_carries_every_partition_of_an_emit(
     assert partition == 0 and key == b"progress|0" and value is not None
     network.add(summary("A", day, 4.0, final=True))
     assert network.add(decode_summary(value))
-    (record,), _ = network.publish(0)
+    (record,) = records_of(network.publish(0))
     assert record["final"] is False  # partition 1 is still inside the day
     network.add(summary("B", day, 2.0, final=True))
     network.add(decode_summary(outputs.progress_message({0: closed, 1: closed})[1]))
-    (record,), _ = network.publish(0)
+    (record,) = records_of(network.publish(0))
     assert record["final"] is True and record["score"] == 3.0
+
+
+def records_of(published: NetworkPublication) -> list[dict[str, Any]]:
+    return [record for record, _ in published.records]
+
+
+def test_standings_move_with_the_units_and_go_final_with_the_window(
+    small_plan: ScoringPlan,
+) -> None:
+    network = NetworkState(small_plan, LATENESS)
+    day = local_ms("2026-11-05 00:00")
+    network.add(progress(0, day))
+    network.add(summary("A", day, 4.0, final=False))
+    network.add(summary("B", day, 3.0, final=False))
+    first = {(r["service"], r["touchpoint"]): r for r, _ in network.publish(0).standings}
+    units = first[(None, None)]["units"]
+    assert [(e["unit"], e["rank"]) for e in units] == [("A", 1), ("B", 2)]
+    assert first[(None, None)]["revision"] == 1 and not first[(None, None)]["final"]
+    network.add(
+        summary("A", day, 4.0, final=False)
+    )  # A again, same score: the ranking did not move
+    assert network.publish(0).standings == []
+    network.add(summary("B", day, 4.5, final=False))  # B overtakes A
+    (moved,) = [r for r, _ in network.publish(0).standings if r["service"] is None]
+    assert [e["unit"] for e in moved["units"]] == ["B", "A"] and moved["revision"] == 2
+    network.add(progress(0, day + DAY + LATENESS))  # the day closes: final, once more
+    final = [r for r, _ in network.publish(0).standings]
+    assert final and all(r["final"] for r in final)
+    assert network.publish(0).standings == []

@@ -319,6 +319,7 @@ def test_command_line_readers_decode_every_output_format(fake_registry: FakeRegi
         "catalog_version": "t",
         "top_kpis": [],
         "excluded_kpis": [],
+        "owner": "HPG technical centre",
         "published_at_ms": 2,
     }
     single = encode(alert_schema, alert)
