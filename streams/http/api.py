@@ -199,12 +199,11 @@ class Api:
                 "touchpoint": SCORE_PARAMS["touchpoint"],
             },
         )
-        if "touchpoint" in where and "service" not in where:
-            raise BadRequest(400, "touchpoint needs service")
         slot = (where.get("window", "month"), where.get("service"), where.get("touchpoint"))
         record = self.view.standings.get(slot)
         if record is None:
-            raise BadRequest(404, f"no standings yet for {'/'.join(s or '-' for s in slot)}")
+            # (a touchpoint without its service names no ranking: none is ever kept)
+            raise BadRequest(404, f"no standings for {'/'.join(s or '-' for s in slot)}")
         return answer(record)
 
     async def alerts(self, request: Any) -> web.Response:

@@ -127,14 +127,55 @@ def test_scores_are_the_latest_records_of_the_topics_from_either_worker(deployme
     worker = stream.workers[0]
     status, body, _ = call(worker, "/api/v1/scores?level=unit")
     assert status == 200 and {r["unit"] for r in body["scores"]} == {"HPG", "QBH"}
-    assert {r["window"] for r in body["scores"]} == {"day", "month"}
-    status, body, _ = call(worker, "/api/v1/scores?level=network&window=month")
-    assert status == 200 and [r["unit"] for r in body["scores"]] == [None]
+    assert {r["window"] for r in body["scores"]} == {"day", "month", "quarter", "year"}
+    for kind in ("month", "year"):
+        status, body, _ = call(worker, f"/api/v1/scores?level=network&window={kind}")
+        assert status == 200 and [r["unit"] for r in body["scores"]] == [None]
     status, body, _ = call(
         worker, "/api/v1/scores?unit=HPG&service=fixed_broadband&touchpoint=install&level=kpi"
     )
     assert status == 200 and body["count"] > 0
     assert all(r["touchpoint"] == "install" and r["level"] == "kpi" for r in body["scores"])
+
+
+def test_standings_rank_the_units_as_the_batch_replay_does(deployment: Any) -> None:
+    from streams.batch import Replay
+
+    replay = Replay(default_plan())
+    replay.add_lines(orjson.dumps(e) for e in backlog_events(payment_outage=True))
+    batch = {
+        (r["window"], r["service"], r["touchpoint"]): r
+        for kind in ("day", "year")
+        for r in replay.records(kind, with_standings=True)
+        if r["level"] == "standings"
+    }
+    worker = deployment.workers[1]
+    for kind, service, touchpoint in (
+        ("day", None, None),
+        ("day", "fixed_broadband", None),
+        ("day", "fixed_broadband", "install"),
+        ("year", "mobile", "payment"),
+    ):
+        query = f"window={kind}" + (f"&service={service}" if service else "")
+        query += f"&touchpoint={touchpoint}" if touchpoint else ""
+        expected = batch[(kind, service, touchpoint)]["units"]
+
+        def answered(query: str = query, expected: Any = expected) -> bool:
+            status, body, _ = call(worker, f"/api/v1/standings?{query}")
+            return status == 200 and [
+                (e["unit"], e["rank"], round(e["score"], 9)) for e in body["units"]
+            ] == [(e["unit"], e["rank"], round(e["score"], 9)) for e in expected]
+
+        deployment.wait_for(answered, timeout=30, what=f"standings {query}")
+    status, body, _ = call(worker, "/api/v1/standings?touchpoint=install")  # no such key
+    assert status == 404 and "month/-/install" in body["error"]
+
+
+def default_plan() -> Any:
+    from streams.core.catalog import load_catalog
+    from streams.core.plan import ScoringPlan
+
+    return ScoringPlan(load_catalog())
 
 
 def test_unit_tree(deployment: Any) -> None:
@@ -154,7 +195,7 @@ def test_unit_tree(deployment: Any) -> None:
     kpi = install["kpis"]["install_on_time"]
     assert {"score", "class", "value", "numerator", "denominator"} <= set(kpi)
     status, body, _ = call(worker, "/api/v1/units/HPG")
-    assert status == 200 and set(body["windows"]) == {"day", "month"}
+    assert status == 200 and set(body["windows"]) == {"day", "month", "quarter", "year"}
     assert call(worker, "/api/v1/units/NOPE")[0] == 404
 
 
@@ -162,7 +203,7 @@ def test_bad_parameters_are_400_with_a_message(deployment: Any) -> None:
     worker = deployment.workers[0]
     for path in (
         "/api/v1/scores?level=province",
-        "/api/v1/scores?window=year",
+        "/api/v1/scores?window=week",
         "/api/v1/scores?unit=hp g",
         "/api/v1/scores?unit=HPG&unit=QBH",
         "/api/v1/scores?colour=red",
@@ -265,6 +306,7 @@ def test_openapi_document_matches_the_implementation(deployment: Any) -> None:
         "GET /api/v1/scores",
         "GET /api/v1/units/{unit}",
         "GET /api/v1/alerts",
+        "GET /api/v1/standings",
         "POST /api/v1/alerts/{alert_id}/ack",
         "GET /healthz",
         "GET /readyz",

@@ -24,8 +24,15 @@ import pytest
 from fastavro import parse_schema, schemaless_reader
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
+from streams.core.windows import CALENDAR_KINDS
 from tests.integration.conftest import CEMI, Stream
-from tests.integration.test_stream import send, settled_scores, window_key
+from tests.integration.test_stream import (
+    batch_standings,
+    send,
+    settled_scores,
+    settled_standings,
+    window_key,
+)
 
 pytestmark = pytest.mark.broker
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,15 +45,20 @@ def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> 
 
 
 def batch_of(events: Path) -> dict[tuple[Any, ...], dict[str, Any]]:
-    """`cemi score` of the file, day and month windows, by record key and window."""
+    """`cemi score` of the file, every window kind, by record key and window."""
     records: dict[tuple[Any, ...], dict[str, Any]] = {}
-    for window in ("month", "day"):
+    for window in CALENDAR_KINDS:
         scored = cli("score", "--events", str(events), "--window", window)
         assert scored.returncode == 0, scored.stderr
         for line in scored.stdout.splitlines():
             record = json.loads(line)
-            records[window_key(record)] = record
+            if record["level"] != "standings":  # compared apart (batch_standings)
+                records[window_key(record)] = record
     return records
+
+
+def load(events: Path) -> list[dict[str, Any]]:
+    return [orjson.loads(line) for line in events.read_bytes().splitlines() if line.strip()]
 
 
 def wait_folded(stream: Stream, sent: int) -> dict[str, int]:
@@ -94,6 +106,8 @@ def test_weeks_of_history_replayed_with_cemi_produce_equal_cemi_score_with_none_
     topics = [stream.settings.topic("cemi.scores"), stream.settings.topic("cemi.kpi")]
     compared, _ = settled_scores(stream.bootstrap, topics, batch, timeout_s=120)
     assert compared == len(batch) > 10_000
+    standings = stream.settings.topic("cemi.standings")
+    assert settled_standings(stream.bootstrap, standings, batch_standings(load(events))) > 0
 
 
 def test_confluent_kafka_and_fastavro_read_the_avro_scores(replayed: Any) -> None:

@@ -16,6 +16,7 @@ from streams.batch import Replay
 from streams.core.catalog import load_catalog
 from streams.core.plan import ScoringPlan
 from streams.core.records import record_key
+from streams.core.windows import CALENDAR_KINDS
 from streams.tools.produce import EventProducer
 from streams.tools.simulate.generator import DAY_MS, Generator
 from streams.tools.tail import latest_by_key, read_topic
@@ -50,13 +51,55 @@ def window_key(record: dict[str, Any]) -> tuple[Any, ...]:
 
 
 def batch_records(events: list[dict[str, Any]]) -> dict[tuple[Any, ...], dict[str, Any]]:
+    """`cemi score`'s records of every window kind (the stream merges quarters and years
+    from months, the batch from days), by key and window."""
     replay = Replay(ScoringPlan(load_catalog()))
     replay.add_lines(orjson.dumps(e) for e in events)
     records = {}
-    for kind in ("month", "day"):
+    for kind in CALENDAR_KINDS:
         for r in replay.records(kind):
             records[window_key(r)] = r
     return records
+
+
+def batch_standings(events: list[dict[str, Any]]) -> dict[tuple[Any, ...], list[Any]]:
+    """`cemi score`'s standings: (window, window_start, service, touchpoint) -> ranked units."""
+    replay = Replay(ScoringPlan(load_catalog()))
+    replay.add_lines(orjson.dumps(e) for e in events)
+    return {
+        standings_of(r): ranked(r)
+        for kind in CALENDAR_KINDS
+        for r in replay.records(kind, with_standings=True)
+        if r["level"] == "standings"
+    }
+
+
+def standings_of(record: dict[str, Any]) -> tuple[Any, ...]:
+    return record["window"], record["window_start"], record["service"], record["touchpoint"]
+
+
+def ranked(record: dict[str, Any]) -> list[Any]:
+    return [
+        (e["unit"], e["rank"], round(e["score"], 9), e["rank_prev"], e["class"])
+        for e in record["units"]
+    ]
+
+
+def settled_standings(
+    bootstrap: str, topic: str, batch: dict[tuple[Any, ...], list[Any]], timeout_s: float = 60
+) -> int:
+    """Wait until the standings topic's latest records rank as the batch; how many compared."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        latest = asyncio.run(latest_by_key(bootstrap, topic, idle_exit_s=2))
+        stream = {standings_of(r): ranked(r) for r in latest.values()}
+        missing = [key for key, units in batch.items() if stream.get(key) != units]
+        if not missing:
+            return len(batch)
+        if time.monotonic() > deadline:
+            key = missing[0]
+            raise AssertionError(f"standings {key}: stream {stream.get(key)} != {batch[key]}")
+        time.sleep(1)
 
 
 def stream_records(bootstrap: str, topics: list[str]) -> dict[tuple[Any, ...], dict[str, Any]]:
@@ -175,6 +218,10 @@ def test_stream_equals_batch_with_dead_letters_and_duplicates(stream_factory: An
     topics = [stream.settings.topic("cemi.scores"), stream.settings.topic("cemi.kpi")]
     compared, latest = settled_scores(stream.bootstrap, topics, batch_records(events))
     assert compared > 3000
+    assert {r["window"] for r in latest.values()} == set(CALENDAR_KINDS)
+    # the standings of every window kind and key rank the units as the batch does
+    standings = stream.settings.topic("cemi.standings")
+    assert settled_standings(stream.bootstrap, standings, batch_standings(events)) > 300
     # delta_network comes from the network view every worker follows (one publication behind)
     units = [r for r in latest.values() if r["level"] == "unit"]
     assert any(r["delta_network"] is not None for r in units)
