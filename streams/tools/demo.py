@@ -68,6 +68,9 @@ class Board:
     units: tuple[str, ...]
     scores: dict[Key, dict[str, Any]] = field(default_factory=dict)
     alerts: dict[tuple[Any, ...], dict[str, Any]] = field(default_factory=dict)
+    # the newest day's unit ranking (cx.cemi.standings): unit -> its standing
+    ranking: dict[str, dict[str, Any]] = field(default_factory=dict)
+    ranking_start_ms: int = -1
     stats: dict[str, Any] = field(default_factory=dict)
     samples: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=RATE_SAMPLES))
     problems: list[str] = field(default_factory=list)
@@ -87,6 +90,14 @@ class Board:
         old = self.scores.get(key)
         if old is None or record.get("revision", 0) >= old.get("revision", 0):
             self.scores[key] = record
+
+    def add_standings(self, record: dict[str, Any]) -> None:
+        """Keep the newest day's ranking of the units by unit CEMI."""
+        if record.get("window") != "day" or record.get("service") is not None:
+            return
+        if record.get("window_start_ms", -1) >= self.ranking_start_ms:
+            self.ranking_start_ms = record["window_start_ms"]
+            self.ranking = {entry["unit"]: entry for entry in record.get("units", [])}
 
     def add_alert(self, record: dict[str, Any]) -> None:
         if "undecodable" in record:
@@ -126,15 +137,33 @@ def score_text(record: dict[str, Any] | None, with_class: bool = True) -> Text:
 
 def units_table(board: Board, today: dict[Key, dict[str, Any]]) -> Table:
     by = {(k[0], k[1], k[2]): r for k, r in today.items() if k[0] in ("unit", "service")}
-    table = Table(title="Day CEMI by unit and service", expand=False)
+    table = Table(title="Day CEMI by unit and service, ranked", expand=False)
+    table.add_column("rank", justify="right")
     table.add_column("unit", style="bold")
     table.add_column("CEMI", justify="right")
     for service in SERVICES:
         table.add_column(service, justify="right")
-    for unit in board.units:
+    ranked = sorted(board.units, key=lambda u: board.ranking.get(u, {}).get("rank", 10**6))
+    for unit in ranked:
         cells = [score_text(by.get(("service", unit, s)), with_class=True) for s in SERVICES]
-        table.add_row(unit, score_text(by.get(("unit", unit, None))), *cells)
+        table.add_row(
+            rank_text(board.ranking.get(unit)),
+            unit,
+            score_text(by.get(("unit", unit, None))),
+            *cells,
+        )
     return table
+
+
+def rank_text(standing: dict[str, Any] | None) -> Text:
+    """The unit's rank in the day's standings, and its move since the day before."""
+    if standing is None:
+        return Text("–", style="dim")
+    rank, before = standing["rank"], standing.get("rank_prev")
+    if before is None or before == rank:
+        return Text(f"{rank}")
+    arrow, style = ("↑", "green") if before > rank else ("↓", "red")
+    return Text(f"{rank} {arrow}{abs(before - rank)}", style=style)
 
 
 def worst_panel(today: dict[Key, dict[str, Any]], limit: int = 5) -> Panel:
@@ -301,6 +330,11 @@ async def session(
         "alerts reader": asyncio.create_task(
             follow_topic(
                 url, settings.topic("cemi.alerts"), board.add_alert, client_kwargs(settings)
+            )
+        ),
+        "standings reader": asyncio.create_task(
+            follow_topic(
+                url, settings.topic("cemi.standings"), board.add_standings, client_kwargs(settings)
             )
         ),
         "stats poller": asyncio.create_task(poll_stats(stats_url(settings)(port), board)),
