@@ -12,8 +12,9 @@ from dataclasses import dataclass
 
 import orjson
 
+from streams.core.accumulators import Accumulators, add, merge
 from streams.core.events import InvalidEvent, validate_event
-from streams.core.plan import Accumulators, ScoringPlan, add_contributions, merge_accumulators
+from streams.core.plan import ScoringPlan
 from streams.core.records import Record, RecordKey, record_key, window_records
 from streams.core.rollup import score_unit
 from streams.core.standings import Scores, scores_by_key, standings_records
@@ -81,7 +82,7 @@ class Replay:
                     event["unit"], event["service"], time_ms, event["active_subscribers"]
                 )
                 continue
-            add_contributions(accumulators, plan.contributions(event))
+            add(accumulators, plan.contributions(event))
 
     def _windows(self, kind: WindowKind) -> dict[int, dict[str, Accumulators]]:
         if kind == "day":
@@ -90,7 +91,7 @@ class Replay:
         for day in sorted(self._days):
             units = merged.setdefault(self.calendar.window_start(kind, day), {})
             for unit, accumulators in self._days[day].items():
-                merge_accumulators(units.setdefault(unit, {}), accumulators)
+                merge(units.setdefault(unit, {}), accumulators)
         return merged
 
     def records(self, kind: WindowKind, with_standings: bool = False) -> list[Record]:

@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from streams.core.plan import Contribution
+from streams.core.accumulators import Contribution
 
 # An entry as decoded: a list of Entry's fields in their order (the fold unpacks it; an
 # Entry object per event cost more than the unpacking)

@@ -14,7 +14,7 @@ denominator count `n`. Accumulators are `[n, a, b]` per KPI index:
 | rate  | events matching `where`    | 0                    | 0             |
 
 Accumulators only ever add, so two halves of an event set merge into the whole: the
-stream relies on that to fold pre-aggregated envelopes.
+stream relies on that to fold pre-aggregated envelopes (`streams.core.accumulators`).
 """
 
 from __future__ import annotations
@@ -24,14 +24,12 @@ from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any, Final
 
+from streams.core.accumulators import Contribution
 from streams.core.alerts import AlertRule
 from streams.core.catalog import AlertDefaults, AlertOverrides, Catalog, Kpi
 from streams.core.events import field_spec
 from streams.core.predicates import Predicate, compile_predicate
 from streams.core.scales import Scale
-
-Contribution = tuple[int, float, float]
-Accumulators = dict[int, list[float]]  # kpi index -> [n, a, b]
 
 KINDS: Final = ("ratio", "mean", "nps", "rate")
 _CACHE_LIMIT: Final = 4096  # per (event type, service); hostile input cannot grow it
@@ -262,26 +260,3 @@ class ScoringPlan:
         """What a validated event adds to which KPIs (empty when the catalog scores none)."""
         matcher = self._matchers.get((event["type"], event["service"]))
         return [] if matcher is None else matcher(event)
-
-
-def add_contributions(accumulators: Accumulators, contributions: list[Contribution]) -> None:
-    for index, a, b in contributions:
-        acc = accumulators.get(index)
-        if acc is None:
-            accumulators[index] = [1.0, a, b]
-        else:
-            acc[0] += 1.0
-            acc[1] += a
-            acc[2] += b
-
-
-def merge_accumulators(into: Accumulators, other: Accumulators) -> None:
-    """Add `other` into `into` (the monoid the stream folds with)."""
-    for index, (n, a, b) in other.items():
-        acc = into.get(index)
-        if acc is None:
-            into[index] = [n, a, b]
-        else:
-            acc[0] += n
-            acc[1] += a
-            acc[2] += b

@@ -13,7 +13,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
-from streams.core.plan import Accumulators, KpiDef, ScoringPlan
+from streams.core.accumulators import Accumulators
+from streams.core.plan import KpiDef, ScoringPlan
 
 
 @dataclass(frozen=True, slots=True)

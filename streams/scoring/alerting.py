@@ -15,9 +15,10 @@ from bisect import bisect_left
 from dataclasses import dataclass, field
 from typing import Any
 
+from streams.core.accumulators import Accumulators, signed_add
 from streams.core.alerts import NORMAL, AlertRule, AlertState, Transition, acknowledge, step
 from streams.core.classes import classify
-from streams.core.plan import Accumulators, ScoringPlan
+from streams.core.plan import ScoringPlan
 from streams.core.rollup import KpiResult, kpi_result, kpi_value
 
 AlertKey = tuple[str, str, str | None]  # (unit, service, touchpoint or None for the service)
@@ -77,10 +78,11 @@ class UnitRolling:
             self.sums, self.counts, self.service_counts, self.dirty
         )  # fmt: skip
         if counts is None:  # recounted at the next evaluation, from the sums
-            add_into(sums, accumulators, sign)
+            signed_add(sums, accumulators, sign)
             return
-        # Two loops rather than a multiplication by the sign (x - n is x + -1.0 * n exactly);
-        # counts are whole numbers: exact in a float.
+        # `streams.core.accumulators.signed_add`, inlined with the counts (at every slice
+        # boundary). Two loops rather than a multiplication by the sign (x - n is x + -1.0 * n
+        # exactly); counts are whole numbers: exact in a float.
         if sign > 0:
             for index, (n, a, b) in accumulators.items():
                 t, s, floor = groups[index]
@@ -125,17 +127,6 @@ class UnitRolling:
 # KPI index -> (its touchpoint index, service index, the touchpoint's min_kpi_sample): every
 # KPI of the plan has them
 KpiGroups = dict[int, tuple[int, int, int]]
-
-
-def add_into(sums: Accumulators, other: Accumulators, sign: float) -> None:
-    """Add (sign 1) or take out (-1) accumulators."""
-    for index, (n, a, b) in other.items():
-        acc = sums.get(index)
-        if acc is None:
-            acc = sums[index] = [0.0, 0.0, 0.0]
-        acc[0] += sign * n
-        acc[1] += sign * a
-        acc[2] += sign * b
 
 
 class AlertEvaluator:

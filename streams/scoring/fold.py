@@ -39,11 +39,11 @@ from typing import Any, Final
 import orjson
 
 from streams.contract.envelope import Row
+from streams.core.accumulators import Accumulators, add, merge, signed_add
 from streams.core.alerts import AlertState
-from streams.core.plan import Accumulators, merge_accumulators
 from streams.core.subscriber_base import SubscriberBases
 from streams.core.windows import MERGED_KINDS, LocalCalendar, is_final, slice_start_ms
-from streams.scoring.alerting import AlertEvaluator, UnitRolling, add_into
+from streams.scoring.alerting import AlertEvaluator, UnitRolling
 from streams.scoring.outbox import Outbox, late_record, unit_cap_record
 
 _EVENT_ID, _EVENT_TIME = itemgetter(0), itemgetter(3)  # of a seen-id row
@@ -338,7 +338,7 @@ class PartitionState:
         if payload and type(payload[0]) is not list:
             triples = iter(payload)
             payload = list(zip(triples, triples, triples, strict=False))
-        # else [[kpi, a, b], ...]: an envelope of sessions 6 to 11
+        targets = []  # the accumulators this event goes to
         for window in (state.day_window, state.month_window):
             guard = window.guard
             if offset <= guard.get(source, -1):
@@ -347,7 +347,19 @@ class PartitionState:
             window.changed = window.unsaved = True
             if ingest_ms > window.newest_ingest_ms:
                 window.newest_ingest_ms = ingest_ms
-            accumulators = window.accumulators
+            targets.append(window.accumulators)
+        slice_guard = state.slice_guards.get(slice_from) if state.slice_guards else None
+        # a slice loaded after a reload may hold the entry already
+        if slice_guard is None or offset > slice_guard.get(source, -1):
+            state.slices_unsaved = True
+            rolling = state.rolling
+            # only a slice the rolling window already holds (a late event) or the unit's
+            # first slice has anything to do there
+            if rolling is None or slice_from < rolling.boundary:
+                self._into_rolling(state, slice_from, payload)
+            targets.append(state.slice_accumulators)
+        for accumulators in targets:
+            # `streams.core.accumulators.add`, inlined (once per event and window)
             for index, a, b in payload:
                 acc = accumulators.get(index)
                 if acc is None:
@@ -356,25 +368,6 @@ class PartitionState:
                     acc[0] += 1.0
                     acc[1] += a
                     acc[2] += b
-        if state.slice_guards:  # after a reload
-            slice_guard = state.slice_guards.get(slice_from)
-            if slice_guard is not None and offset <= slice_guard.get(source, -1):
-                return
-        state.slices_unsaved = True
-        rolling = state.rolling
-        # only a slice the rolling window already holds (a late event) or the unit's first
-        # slice has anything to do there
-        if rolling is None or slice_from < rolling.boundary:
-            self._into_rolling(state, slice_from, payload)
-        accumulators = state.slice_accumulators
-        for index, a, b in payload:
-            acc = accumulators.get(index)
-            if acc is None:
-                accumulators[index] = [1.0, a, b]
-            else:
-                acc[0] += 1.0
-                acc[1] += a
-                acc[2] += b
 
     def _window(self, state: UnitState, key: WindowKey) -> Window:
         window = self.windows.get(key)
@@ -447,8 +440,7 @@ class PartitionState:
         if not rolling.boundary - self.config.rolling_span_ms <= slice_start < rolling.boundary:
             return
         rolling.counts = None  # the evaluator recounts and re-scores at the next boundary
-        for index, a, b in contributions:
-            add_into(rolling.sums, {index: [1.0, a, b]}, 1.0)
+        add(rolling.sums, contributions)
 
     def evaluate_alerts(self, evaluator: AlertEvaluator) -> None:
         """Step the alert machines through every slice boundary the watermark passed; the
@@ -505,7 +497,7 @@ class PartitionState:
             return self.windows[key].accumulators
         merged: Accumulators = {}
         for window in self.months_of(key):
-            merge_accumulators(merged, window.accumulators)
+            merge(merged, window.accumulators)
         return merged
 
     def months_of(self, key: WindowKey) -> list[Window]:
@@ -737,7 +729,7 @@ class PartitionState:
                 span_start = rolling.boundary - config.rolling_span_ms
                 for start, accumulators in unit_state.slices.items():
                     if span_start <= start < rolling.boundary:
-                        add_into(rolling.sums, accumulators, 1.0)
+                        signed_add(rolling.sums, accumulators, 1.0)
         for key, value in bases:
             unit = key.split("/")[2]
             unit_state = state.units.setdefault(unit, UnitState())

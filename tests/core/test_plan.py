@@ -6,8 +6,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from streams.core.accumulators import Accumulators
+from streams.core.accumulators import add as add_contributions
+from streams.core.accumulators import merge as merge_accumulators
 from streams.core.events import validate_event
-from streams.core.plan import Accumulators, ScoringPlan, add_contributions, merge_accumulators
+from streams.core.plan import ScoringPlan
 from tests.strategies import event_lists
 
 

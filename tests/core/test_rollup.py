@@ -7,8 +7,9 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from streams.core.accumulators import Accumulators
 from streams.core.catalog import Catalog, parse_catalog
-from streams.core.plan import Accumulators, ScoringPlan
+from streams.core.plan import ScoringPlan
 from streams.core.rollup import score_unit, weighted_mean
 
 weights = st.floats(0.01, 1000, allow_nan=False)

@@ -314,8 +314,8 @@ def _alerts_by_full_recount(
     """A reference without any shortcut: at every boundary of every unit, the window summed
     again from its slices, every touchpoint and service scored with `kpi_result` and
     `weighted_mean`, every machine stepped."""
+    from streams.core.accumulators import add as add_contributions
     from streams.core.events import validate_event
-    from streams.core.plan import add_contributions
     from streams.core.rollup import kpi_result
 
     slices: dict[str, dict[int, dict[int, list[float]]]] = {}
