@@ -86,19 +86,7 @@ class EventDecoder:
         writer, reader, etype = found
         stream = BytesIO(value)
         stream.seek(HEADER_LEN)
-        # the reading is inline here (not `_record`): this is the hot path
-        try:
-            record = schemaless_reader(stream, writer, reader)
-        except Exception as error:  # truncated or corrupt bodies raise many kinds
-            raise InvalidEvent(
-                "malformed_avro", f"cannot decode the Avro body: {error!r}"
-            ) from None
-        if stream.read(1):
-            raise InvalidEvent("malformed_avro", "trailing bytes after the Avro record")
-        if type(record) is not dict:
-            raise InvalidEvent("malformed_avro", "the Avro body is not a record")
-        record["type"] = etype
-        return record
+        return self._record(stream, writer, reader, etype)
 
     async def prefetch(self, values: Iterable[bytes | None]) -> None:
         """Fetch, off the event loop, the writer schemas of the Confluent-framed values whose
