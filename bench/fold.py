@@ -42,8 +42,8 @@ from streams.contract.envelope import encode_envelope, entry_for, partition_for
 from streams.core.catalog import load_catalog
 from streams.core.events import validate_event
 from streams.core.plan import ScoringPlan
-from streams.scoring.fold import FoldConfig
 from streams.scoring.service import ScoringService
+from streams.scoring.state import FoldConfig
 from streams.settings import load_settings
 from streams.tools.simulate.generator import Generator
 from streams.topics import Topics

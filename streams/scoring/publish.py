@@ -17,7 +17,8 @@ from streams.core.plan import ScoringPlan
 from streams.core.records import MeanKey, Record, RecordKey, annotate, record_key, unit_rows
 from streams.core.rollup import score_unit
 from streams.core.windows import MERGED_KINDS
-from streams.scoring.fold import PartitionState, Window, WindowKey
+from streams.scoring.fold import PartitionState
+from streams.scoring.state import Window, WindowKey
 
 
 @dataclass

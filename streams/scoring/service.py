@@ -19,8 +19,11 @@ from streams.contract.envelope import read_envelope
 from streams.contract.messages import Ackable, Message, Outputs
 from streams.core.plan import ScoringPlan
 from streams.scoring.alerting import AlertEvaluator
-from streams.scoring.fold import Counts, FoldConfig, PartitionState
+from streams.scoring.expiry import expire, expire_slices
+from streams.scoring.fold import PartitionState
+from streams.scoring.persistence import flush, load_state
 from streams.scoring.publish import MeansLookup, Publisher, record_topic_key
+from streams.scoring.state import Counts, FoldConfig
 
 log = logging.getLogger(__name__)
 BACKLOG_FLUSH_FACTOR = 5
@@ -176,8 +179,8 @@ class ScoringService:
         # Alerts first: the machines step past the slices that left the rolling window, so
         # those slices are dropped before they are ever written (the catch-up case).
         state.evaluate_alerts(self.evaluator)
-        state.expire_slices()
-        for key, data in state.flush():
+        expire_slices(state)
+        for key, data in flush(state):
             write(key, data)
         flushed = runtime.pending
         runtime.pending = []
@@ -197,7 +200,7 @@ class ScoringService:
     ) -> PartitionRuntime:
         runtime = self.partitions.get(partition)
         if runtime is None:
-            state = PartitionState.load(partition, self.config, load(), _wall_ms())
+            state = load_state(partition, self.config, load(), _wall_ms())
             runtime = self.partitions[partition] = PartitionRuntime(state)
             c = state.counts
             log.info(
@@ -235,9 +238,9 @@ class ScoringService:
         progress: dict[int, int] = {}  # partitions whose watermark moved
         for partition, runtime in self.partitions.items():
             state = runtime.state
-            state.refresh_watermark(now_ms)
+            state.clock.refresh(now_ms)
             if now - runtime.last_envelope >= self.idle_advance_s:
-                state.advance_idle(int((now - runtime.last_idle_advance) * 1000))
+                state.clock.advance_idle(int((now - runtime.last_idle_advance) * 1000))
                 runtime.last_idle_advance = now
             state.evaluate_alerts(self.evaluator)
             owed = state.outbox.take()
@@ -270,7 +273,7 @@ class ScoringService:
                 progress[partition] = state.watermark_ms
                 runtime.progress_sent = state.watermark_ms
             watermark = state.watermark_ms or 0
-            for key in state.expire():
+            for key in expire(state):
                 published = self.publisher.forget(partition, key)
                 if self.retention_ms is not None and (
                     state.window_end(key) + self.retention_ms < watermark

@@ -28,10 +28,12 @@ from streams.http.metrics import CemiCollector, LatencyHistogram, exposition, re
 from streams.ingest.process import IngestProcess
 from streams.ingest.stage import Ingest
 from streams.kafka_security import client_kwargs, faust_credentials
-from streams.scoring.fold import FoldConfig, control_key, resume_position
+from streams.scoring.keys import control_key
 from streams.scoring.network import NetworkState, decode_summary
+from streams.scoring.persistence import resume_position
 from streams.scoring.publish import NetworkView
 from streams.scoring.service import EmitPace, ScoringService
+from streams.scoring.state import FoldConfig
 from streams.sending import BatchSender, batch_producer
 from streams.settings import Settings
 from streams.tools.tail import follow_json

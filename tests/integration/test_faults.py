@@ -254,7 +254,7 @@ def changelog_diagnosis(stream: Stream) -> str:
                         last[message.partition] = message.offset
                         key = orjson.loads(message.key) if message.key else ""
                         if key.endswith("/c") and message.value:
-                            counts = orjson.loads(message.value)["n"]
+                            counts = list(orjson.loads(message.value)["counts"].values())
                             newest[message.partition] = (message.offset, 0, counts)
         finally:
             await consumer.stop()

@@ -13,7 +13,9 @@ from streams.core.alerts import NORMAL, AlertRule, AlertState, step
 from streams.core.plan import ScoringPlan
 from streams.core.rollup import weighted_mean
 from streams.scoring.alerting import AlertEvaluator, _steady
-from streams.scoring.fold import FoldConfig, PartitionState
+from streams.scoring.expiry import expire_slices
+from streams.scoring.fold import PartitionState
+from streams.scoring.state import FoldConfig
 from streams.tools.simulate.generator import Generator, Incident
 from tests.factories import local_ms
 from tests.scoring.test_fold import sent_alerts
@@ -75,7 +77,7 @@ def fold_alerts(
     for i in range(0, len(rows), size):
         state.apply(decode_envelope(encode_envelope(rows[i : i + size])), 0)
         state.evaluate_alerts(evaluator)
-        state.expire_slices()  # as before every flush: slices past the rolling window go
+        expire_slices(state)  # as before every flush: slices past the rolling window go
         alerts += sent_alerts(state)
     return alerts
 
@@ -229,7 +231,7 @@ def test_quiet_check_counts_kept_as_slices_move_equal_a_recount(
     for i in range(0, len(rows), 2_000):
         state.apply(decode_envelope(encode_envelope(rows[i : i + 2_000])), 0)
         state.evaluate_alerts(evaluator)
-        state.expire_slices()
+        expire_slices(state)
         for unit in state.units.values():
             rolling = unit.rolling
             if rolling is None or rolling.counts is None:

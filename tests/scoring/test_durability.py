@@ -12,9 +12,12 @@ import orjson
 import pytest
 
 from streams.core.plan import ScoringPlan
-from streams.scoring.fold import FoldConfig, PartitionState, control_key
+from streams.scoring.fold import PartitionState
+from streams.scoring.keys import control_key
 from streams.scoring.outbox import Outbox
+from streams.scoring.persistence import flush, load_state
 from streams.scoring.service import ScoringService
+from streams.scoring.state import FoldConfig
 from streams.sending import QueuedWrites
 from tests.factories import event, local_ms
 from tests.scoring.test_fold import CONFIG, NOW, entries
@@ -35,7 +38,7 @@ def tick(feeder: Feeder, event: Any = None) -> list[Any]:
 
 
 def reloaded(feeder: Feeder, config: FoldConfig = CONFIG) -> PartitionState:
-    return PartitionState.load(0, config, list(feeder.table.items()), NOW)  # type: ignore[arg-type]
+    return load_state(0, config, list(feeder.table.items()), NOW)  # type: ignore[arg-type]
 
 
 # -- 1. alert records ------------------------------------------------------------------------
@@ -53,13 +56,13 @@ def test_an_alert_taken_by_an_emit_is_persisted_by_a_flush_until_its_send_is_ack
     assert ("alert", alert) in [m[:2] for m in emitted.messages]
     # the dangerous moment: a flush while the send is on its way
     tick(feeder)
-    assert [e[1:] for e in control_of(feeder)["o"]["entries"]] == [["alert", alert]]
+    assert [e[1:] for e in control_of(feeder)["outbox"]["entries"]] == [["alert", alert]]
     assert [e[1:] for e in reloaded(feeder).outbox.take()] == [["alert", alert]]
     # acknowledged: it leaves, the next emit asks for a flush, which persists that
     service.sent(emitted)
     assert ("tick", 0) in [m[:2] for m in service.emit().messages]
     tick(feeder)
-    assert control_of(feeder)["o"]["entries"] == []
+    assert control_of(feeder)["outbox"]["entries"] == []
     # a later emit does not hand it out again
     assert not [m for m in service.emit().messages if m[0] == "alert"]
 
@@ -192,9 +195,9 @@ def test_the_unit_cap_is_decided_by_the_partition_and_survives_a_restart(
     assert sorted(state.units) == ["HPG", "QBH"] and state.counts.unit_cap == 1
     dead = [r for _, kind, r in state.outbox.take() if kind == "dead"]
     assert [(r["reason_code"], r["original"]["unit"]) for r in dead] == [("unit_cap", "HNI")]
-    table = dict(state.flush())
+    table = dict(flush(state))
     # a restart (and any other ingest) meets HNI first this time: still refused
-    recovered = PartitionState.load(0, config, table.items(), NOW)  # type: ignore[arg-type]
+    recovered = load_state(0, config, table.items(), NOW)  # type: ignore[arg-type]
     recovered.apply(rows(["HNI", "HPG"], 3), NOW)
     assert sorted(recovered.units) == ["HPG", "QBH"] and recovered.counts.unit_cap == 2
     # the refused entry re-delivered is not counted (nor dead-lettered) again

@@ -12,7 +12,10 @@ from hypothesis import strategies as st
 from streams.contract.envelope import Entry, decode_envelope, encode_envelope, entry_for
 from streams.core.events import validate_event
 from streams.core.plan import ScoringPlan
-from streams.scoring.fold import FoldConfig, PartitionState
+from streams.scoring.expiry import expire_slices
+from streams.scoring.fold import PartitionState
+from streams.scoring.persistence import flush, load_state
+from streams.scoring.state import FoldConfig
 from tests.factories import event, local_ms
 from tests.strategies import event_lists
 
@@ -98,7 +101,7 @@ def test_the_watermark_waits_for_the_slowest_active_source(small_plan: ScoringPl
     state.apply(behind, NOW)
     state.apply(ahead, NOW)
     assert state.watermark_ms == local_ms("2026-11-05 09:00")
-    state.refresh_watermark(NOW + CONFIG.source_idle_ms + 1)  # both idle: all was seen
+    state.clock.refresh(NOW + CONFIG.source_idle_ms + 1)  # both idle: all was seen
     assert state.watermark_ms == local_ms("2026-11-05 12:00")
 
 
@@ -147,7 +150,7 @@ def test_a_source_with_a_backlog_holds_the_watermark_before_it_delivered_anythin
     state.apply(days_later, NOW + 1_000, caught_up=[first[0].source])
     assert state.watermark_ms == local_ms("2026-11-05 09:00")  # held by the silent backlog
     state.apply([], NOW + 2_000, caught_up=["other#3"])  # its ingest says it caught up
-    state.refresh_watermark(NOW + 2_000 + CONFIG.source_idle_ms + 1)
+    state.clock.refresh(NOW + 2_000 + CONFIG.source_idle_ms + 1)
     assert state.watermark_ms == local_ms("2026-11-07 09:00")
 
 
@@ -185,9 +188,9 @@ def test_a_source_only_the_group_view_reports_behind_holds_the_watermark_for_a_w
     )
     state.apply(days_later, NOW + 1_000, caught_up=[first[0].source])
     assert state.watermark_ms == local_ms("2026-11-05 09:00")  # held
-    state.refresh_watermark(NOW + CONFIG.group_behind_idle_ms - 1)
+    state.clock.refresh(NOW + CONFIG.group_behind_idle_ms - 1)
     assert state.watermark_ms == local_ms("2026-11-05 09:00")  # still held
-    state.refresh_watermark(NOW + CONFIG.group_behind_idle_ms + CONFIG.source_idle_ms + 1)
+    state.clock.refresh(NOW + CONFIG.group_behind_idle_ms + CONFIG.source_idle_ms + 1)
     assert state.watermark_ms == local_ms("2026-11-07 09:00")  # released, not 3 minutes on
 
 
@@ -203,15 +206,15 @@ def test_flushed_state_loads_back_equal(small_plan: ScoringPlan) -> None:
     )
     state = PartitionState(3, CONFIG)
     state.apply(items, NOW)
-    table = dict(state.flush())
+    table = dict(flush(state))
     assert list(table)[-1] == "3/c"  # the control value comes last
-    loaded = PartitionState.load(3, CONFIG, table.items(), NOW)  # type: ignore[arg-type]
+    loaded = load_state(3, CONFIG, table.items(), NOW)  # type: ignore[arg-type]
     assert snapshot(loaded) == snapshot(state)
     assert loaded.watermark_ms == state.watermark_ms
     assert loaded.bases_at("HPG", NOW) == {"mobile": 900.0}
     # After a changelog recovery Faust hands the values back already JSON-decoded.
     decoded = {k: orjson.loads(v) for k, v in table.items() if v is not None}
-    assert snapshot(PartitionState.load(3, CONFIG, decoded.items(), NOW)) == snapshot(state)
+    assert snapshot(load_state(3, CONFIG, decoded.items(), NOW)) == snapshot(state)
     loaded.apply(items, NOW)  # everything was flushed: all of it is a replay
     assert loaded.counts.replayed == 3 and snapshot(loaded) == snapshot(state)
 
@@ -235,45 +238,16 @@ def test_a_flush_cut_after_the_slices_value_replays_no_slice_entry_twice(
 
     state = PartitionState(0, CONFIG)
     state.apply(first, NOW)
-    table = {k: v for k, v in state.flush() if v is not None}
+    table = {k: v for k, v in flush(state) if v is not None}
     state.apply(second, NOW)
-    writes = state.flush()
+    writes = flush(state)
     cut = [k for k, _ in writes].index("0/s/HPG") + 1  # the slices are in, the control not
     table.update((k, v) for k, v in writes[:cut] if v is not None)
     assert any(k.startswith("0/w/HPG/day") for k, _ in writes[:cut])
-    recovered = PartitionState.load(0, CONFIG, table.items(), NOW)
+    recovered = load_state(0, CONFIG, table.items(), NOW)
     recovered.apply(second, NOW)  # its envelope was not acknowledged: delivered again
     assert snapshot(recovered) == snapshot(reference)
     assert len(recovered.units["HPG"].slices) == 6
-
-
-def test_slices_kept_under_keys_of_their_own_load_and_are_tombstoned_when_they_go(
-    small_plan: ScoringPlan,
-) -> None:
-    """State written before session 7 kept each slice under its own key."""
-    from streams.scoring.alerting import AlertEvaluator
-    from streams.scoring.fold import Window, window_table_key
-
-    install = {"kind": "install", "status": "completed", "on_time": True, "delay_hours": 1.0}
-    items = entries(small_plan, [event("install", "2026-11-05 10:00", **install)])
-    state = PartitionState(0, CONFIG)
-    state.apply(items, NOW)
-    table = {k: v for k, v in state.flush() if v is not None and k != "0/s/HPG"}
-    ((start, accumulators),) = state.units["HPG"].slices.items()
-    key = ("HPG", "slice", start)
-    table[window_table_key(0, key)] = Window(
-        accumulators, guard=dict(state.units["HPG"].guard)
-    ).dump()
-    loaded = PartitionState.load(0, CONFIG, table.items(), NOW)
-    assert snapshot(loaded) == snapshot(state)
-    assert loaded.watermark_ms is not None
-    loaded.watermark_ms += 2 * CONFIG.rolling_span_ms
-    loaded.evaluate_alerts(
-        AlertEvaluator(small_plan, CONFIG.rolling_span_ms, CONFIG.rolling_slice_ms)
-    )  # the rolling window moves past the slice
-    loaded.expire_slices()
-    assert not loaded.units["HPG"].slices
-    assert window_table_key(0, key) in [k for k, v in loaded.flush() if v is None]
 
 
 @settings(max_examples=120, deadline=None)
@@ -299,7 +273,7 @@ def test_a_crash_anywhere_loses_nothing_and_counts_nothing_twice(
     for i, batch in enumerate(batches):
         state.apply(batch, NOW)
         if data.draw(st.booleans()):
-            changelog.extend(state.flush())
+            changelog.extend(flush(state))
             commit = data.draw(st.integers(commit, i + 1))  # a commit may lag its flush
             flushes.append((len(changelog), commit))
     crash_at = data.draw(st.integers(0, len(changelog)))
@@ -311,7 +285,7 @@ def test_a_crash_anywhere_loses_nothing_and_counts_nothing_twice(
             table.pop(key, None)
         else:
             table[key] = value
-    recovered = PartitionState.load(0, CONFIG, table.items(), NOW)
+    recovered = load_state(0, CONFIG, table.items(), NOW)
     for batch in batches[committed:]:
         recovered.apply(batch, NOW)
     assert snapshot(recovered) == snapshot(reference)
@@ -343,10 +317,11 @@ def test_a_crash_on_the_service_flush_path_keeps_windows_and_alert_outbox(
 
     evaluator = AlertEvaluator(small_plan, CONFIG.rolling_span_ms, CONFIG.rolling_slice_ms)
 
-    def flush(state: PartitionState) -> list[tuple[str, bytes | None]]:
+    def flush_path(state: PartitionState) -> list[tuple[str, bytes | None]]:
+        """What the service does at a flush: alerts stepped, old slices gone, writes."""
         state.evaluate_alerts(evaluator)
-        state.expire_slices()
-        return state.flush()
+        expire_slices(state)
+        return flush(state)
 
     def alert_ids(records: list[dict[str, Any]]) -> set[tuple[Any, ...]]:
         return {(a["alert_id"], a["state"], a["started_at_ms"]) for a in records}
@@ -356,7 +331,7 @@ def test_a_crash_on_the_service_flush_path_keeps_windows_and_alert_outbox(
     reference = PartitionState(0, CONFIG)
     for batch in batches:
         reference.apply(batch, NOW)
-    flush(reference)
+    flush_path(reference)
     expected_alerts = alert_ids(sent_alerts(reference))
 
     state = PartitionState(0, CONFIG)
@@ -367,7 +342,7 @@ def test_a_crash_on_the_service_flush_path_keeps_windows_and_alert_outbox(
     for i, batch in enumerate(batches):
         state.apply(batch, NOW)
         if data.draw(st.booleans()):
-            changelog.extend(flush(state))
+            changelog.extend(flush_path(state))
             flushes.append((len(changelog), i + 1))
         if data.draw(st.booleans()):  # an emit takes the outbox: its send is on its way
             owed = state.outbox.take()
@@ -387,31 +362,11 @@ def test_a_crash_on_the_service_flush_path_keeps_windows_and_alert_outbox(
             table.pop(key, None)
         else:
             table[key] = value
-    recovered = PartitionState.load(0, CONFIG, table.items(), NOW)
+    recovered = load_state(0, CONFIG, table.items(), NOW)
     for batch in batches[committed:]:
         recovered.apply(batch, NOW)
-    flush(recovered)
+    flush_path(recovered)
     published += sent_alerts(recovered)
     assert calendar_snapshot(recovered) == calendar_snapshot(reference)
     # every transition is published at least once, whenever the crash came
     assert alert_ids(published) >= expected_alerts
-
-
-def test_an_envelope_of_the_earlier_nested_format_folds_like_the_current_one(
-    small_plan: ScoringPlan,
-) -> None:
-    """Envelopes written before an upgrade (sessions 6 to 11: nested `[[kpi, a, b], ...]`
-    payloads) may still wait on the broker: they fold into the same windows."""
-    install = {"kind": "install", "status": "completed", "on_time": True, "delay_hours": 3.0}
-    items = entries(small_plan, [event("install", "2026-11-05 10:00", **install)] * 3)
-    payload = items[0].payload
-    assert payload and not isinstance(payload[0], list) and len(payload) % 3 == 0
-    nested = [
-        item._replace(payload=[item.payload[i : i + 3] for i in range(0, len(item.payload), 3)])
-        for item in items
-    ]
-    nested_state, flat_state = PartitionState(0, CONFIG), PartitionState(0, CONFIG)
-    nested_state.apply(decode_envelope(orjson.dumps({"e": [list(i) for i in nested]})), NOW)
-    flat_state.apply(items, NOW)
-    assert snapshot(flat_state) == snapshot(nested_state)
-    assert snapshot(nested_state)["windows"]

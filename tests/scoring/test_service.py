@@ -8,7 +8,8 @@ from typing import Any
 from streams.contract.envelope import encode_envelope, entry_for
 from streams.core.events import validate_event
 from streams.core.plan import ScoringPlan
-from streams.scoring.fold import PartitionState, control_key, resume_position
+from streams.scoring.keys import control_key
+from streams.scoring.persistence import load_state, resume_position
 from streams.scoring.service import EmitPace, ScoringService
 from tests.factories import LOCAL, event, local_ms
 from tests.scoring.test_fold import CONFIG
@@ -184,7 +185,7 @@ def test_a_recovered_state_resumes_its_envelopes_right_after_the_last_one_it_hol
     feeder.send(["2026-11-05 10:00"], backlog=False)
     feeder.send(["2026-11-05 10:01"], backlog=False, at=7)
     assert resume_position(feeder.table[control_key(0)]) == 8
-    reloaded = PartitionState.load(0, CONFIG, list(feeder.table.items()), 0)
+    reloaded = load_state(0, CONFIG, list(feeder.table.items()), 0)
     assert reloaded.envelope_offset == 7
 
 

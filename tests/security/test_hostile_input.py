@@ -29,7 +29,8 @@ from streams.core.events import (
 )
 from streams.core.plan import ScoringPlan
 from streams.ingest.stage import Ingest, held
-from streams.scoring.fold import FoldConfig, PartitionState
+from streams.scoring.fold import PartitionState
+from streams.scoring.state import FoldConfig
 from streams.settings import Settings, load_settings
 from streams.wire.codec import decode_record, encode
 from streams.wire.schemas import SchemaStore
