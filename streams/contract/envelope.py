@@ -8,8 +8,8 @@ of events into one Kafka message, so Faust's per-message cost is paid per batch.
 Wire form (orjson): `{"e": [entry, ...], "b": [source, ...]}` with each entry
 `[unit, source, offset, event_id, event_time, ingest_ms, type, service, payload]` where
 `source` is `"topic#partition"` and `payload` is the contributions, flat:
-`[kpi, a, b, kpi, a, b, ...]` (sessions 6 to 11 nested them, `[[kpi, a, b], ...]`, still read:
-a small list per contribution made parsing an envelope twice as slow), or for
+`[kpi, a, b, kpi, a, b, ...]` (a small list per contribution would make parsing an envelope
+twice as slow), or for
 `subscriber_base` the active subscriber count; `b` lists the sending ingest's sources that
 still had records to read when the batch was taken (a backlog: see the fold's watermark), `k`
 its other sources.
