@@ -8,8 +8,7 @@ id, so memory is bounded by units x catalog size, never by history. Score record
 as the bytes read (their key says level, unit, service, touchpoint, window) and decoded when
 a query first needs them, so following costs little more than the fetch.
 
-Registered from one call in `create_app`: `register_api(app, runtime)`, which also switches
-the outputs to the schema registry's wire format when `CEMI_SCHEMA_REGISTRY_URL` is set.
+The routes' logic (`Api`); `streams.http.server` registers them on the worker's web server.
 """
 
 from __future__ import annotations
@@ -18,25 +17,23 @@ import asyncio
 import hmac
 import logging
 import time
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import orjson
 from aiohttp import web
-from faust.web import View
-from mode import Service
 
 from streams.alert_client import ack_record, send_ack_record
 from streams.core.events import UNIT_PATTERN
 from streams.core.windows import LocalCalendar
-from streams.settings import SettingsError
-from streams.wire.registry import RegistryError, SchemaRegistry
 
 if TYPE_CHECKING:
     from streams.settings import Settings
     from streams.worker.runtime import Runtime
 
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
+
 from streams.http.follow import follow_topics
+from streams.http.metrics import CemiCollector, exposition, registry_for
 from streams.http.openapi import openapi_document
 from streams.http.params import (
     ALERT_FILTERS,
@@ -46,10 +43,8 @@ from streams.http.params import (
     BY_MAX_CHARS,
     DEFAULT_LIMIT,
     PAGE_PARAMS,
-    PREFIX,
     PROBE_INTERVAL_S,
     PROBE_TIMEOUT_S,
-    REGISTER_WITHIN_S,
     SCORE_PARAMS,
     YIELD_EVERY,
     BadRequest,
@@ -88,6 +83,7 @@ class Api:
         self.settings: Settings = runtime.settings
         self.view = OutputView()
         self.broker_ok = False
+        self._registry: CollectorRegistry | None = None  # made at the first scrape
         self.broker_checked_at = 0.0
         token = self.settings.api_token
         self._token = token.get_secret_value().encode() if token is not None else None
@@ -252,6 +248,27 @@ class Api:
         await send_ack_record(producer, self.runtime.topics.acks, ack)
         return answer({"accepted": True, "ack": ack}, status=202)
 
+    async def stats(self, request: Any) -> web.Response:
+        """The pipeline's counts; open, like /metrics (operations read it without a token)."""
+        return answer(self.runtime.stats())
+
+    async def metrics(self, request: Any) -> web.Response:
+        # the exposition format's content type, without the charset aiohttp adds itself
+        content_type = CONTENT_TYPE_LATEST.split(";")[0] + "; version=0.0.4"
+        if self._registry is None:
+            runtime = self.runtime
+            self._registry = registry_for(
+                CemiCollector(
+                    runtime.scoring,
+                    lambda: runtime.ingest.stats if runtime.ingest else None,
+                    runtime.plan.version,
+                    runtime.latency,
+                    runtime.dead_lettered,
+                )
+            )
+        body = exposition(self._registry)
+        return web.Response(body=body, headers={"Content-Type": content_type})
+
     async def healthz(self, request: Any) -> web.Response:
         return answer({"status": "ok"})
 
@@ -354,109 +371,3 @@ def _node(record: dict[str, Any]) -> dict[str, Any]:
     node["revision"] = record.get("revision")
     node["final"] = record.get("final")
     return node
-
-
-# --------------------------------------------------------------------------------------------
-# Wiring
-
-
-Handler = Callable[..., Awaitable[web.Response]]
-
-
-def _guarded(handler: Handler) -> Handler:
-    async def run(request: Any, **kwargs: Any) -> web.Response:
-        try:
-            return await handler(request, **kwargs)
-        except BadRequest as error:
-            return answer({"error": error.message}, error.status, error.headers)
-        except Exception:
-            log.exception("%s %s failed", request.method, request.path)
-            return answer({"error": "internal error"}, 500)
-
-    return run
-
-
-def _view(name: str, get: Handler | None = None, post: Handler | None = None) -> type[View]:
-    namespace: dict[str, Any] = {"__doc__": f"CEMI API: {name}"}
-    if get is not None:
-        guarded_get = _guarded(get)
-
-        async def get_method(self: View, request: Any, **kwargs: Any) -> web.Response:
-            return await guarded_get(request, **kwargs)
-
-        namespace["get"] = get_method
-    if post is not None:
-        guarded_post = _guarded(post)
-
-        async def post_method(self: View, request: Any, **kwargs: Any) -> web.Response:
-            return await guarded_post(request, **kwargs)
-
-        namespace["post"] = post_method
-    return type(name, (View,), namespace)
-
-
-def use_registry(runtime: Runtime, url: str) -> None:
-    """Register the output schemas and frame the outputs (blocking, before the worker runs);
-    a registry not reached within REGISTER_WITHIN_S, or refusing a schema, refuses to start."""
-    deadline = time.monotonic() + REGISTER_WITHIN_S
-    delay = 0.5
-    while True:
-        try:
-            runtime.outputs.use_registry(SchemaRegistry(url))
-            return
-        except RegistryError as error:
-            refused = error.status is not None and 400 <= error.status < 500
-            if refused or time.monotonic() + delay > deadline:
-                raise SettingsError(
-                    [("CEMI_SCHEMA_REGISTRY_URL", f"cannot register the output schemas: {error}")]
-                ) from None
-            log.warning("schema registry not ready (%s); again in %.1f s", error, delay)
-            time.sleep(delay)
-            delay = min(delay * 2, 5.0)
-
-
-def register_api(app: Any, runtime: Runtime) -> Api:
-    """Add the API routes and the services behind them to a Faust app (and, with
-    CEMI_SCHEMA_REGISTRY_URL, register the output schemas and frame the outputs)."""
-    settings = runtime.settings
-    if settings.schema_registry_url:
-        use_registry(runtime, settings.schema_registry_url)
-    api = Api(app, runtime)
-    app.cemi_api = api  # for tests
-
-    routes: list[tuple[str, type[View]]] = [
-        (f"{PREFIX}/scores", _view("api_scores", get=api.scores)),
-        (f"{PREFIX}/units/{{unit}}", _view("api_unit", get=api.unit)),
-        (f"{PREFIX}/alerts", _view("api_alerts", get=api.alerts)),
-        (f"{PREFIX}/standings", _view("api_standings", get=api.standings)),
-        (f"{PREFIX}/alerts/{{alert_id}}/ack", _view("api_ack", post=api.acknowledge)),
-        (f"{PREFIX}/openapi.json", _view("api_openapi", get=api.openapi)),
-        ("/healthz", _view("healthz", get=api.healthz)),
-        ("/readyz", _view("readyz", get=api.readyz)),
-    ]
-    for path, view in routes:
-        app.page(path, name=view.__name__)(view)
-
-    class ApiService(Service):
-        """Follows the output topics and probes the broker, for the routes."""
-
-        @Service.task
-        async def _follow(self) -> None:
-            while not self.should_stop:
-                try:
-                    await api.follow()
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    log.exception("following the output topics failed; again in 2 s")
-                    api.view.caught_up = False
-                    await asyncio.sleep(2)
-
-        @Service.task
-        async def _probe(self) -> None:
-            while not self.should_stop:
-                await api.probe_broker()
-                await asyncio.sleep(PROBE_INTERVAL_S)
-
-    app.service(ApiService)
-    return api

@@ -219,6 +219,26 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             {**bad, "404": _error("no scores for this unit")},
             read_security,
         ),
+        f"{PREFIX}/stats": _get(
+            "getStats",
+            "The worker's pipeline counts (open, like /metrics)",
+            [],
+            _json(
+                "counts since the partitions' states began",
+                _obj(
+                    ["consumed", "dead_lettered", "scored", "duplicates", "late", "replayed"],
+                    consumed=integer,
+                    dead_lettered={"type": "object", "additionalProperties": integer},
+                    scored=integer,
+                    duplicates=integer,
+                    late=integer,
+                    replayed=integer,
+                    published_records=integer,
+                    partitions={"type": "array", "items": integer},
+                ),
+            ),
+            bad,
+        ),
         f"{PREFIX}/standings": _get(
             "getStandings",
             "The units ranked by score in the newest window of a kind: by unit CEMI (no "

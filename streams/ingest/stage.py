@@ -5,6 +5,8 @@ per-message machinery costs ~100x more than the work done per event here. Per ba
 decode, validate, dead-letter what fails (with the original bytes and the reason), compute
 KPI contributions, publish one envelope per unit to the unit-keyed envelope topic, and only
 then commit the input offsets (at-least-once; the scoring state skips replays by guard).
+The fetch loop, the merge across partitions and the batch's flow share one consumer and its
+positions, so they stay in one module (the merge's ordering rule is `streams.ingest.align`).
 """
 
 from __future__ import annotations

@@ -18,8 +18,9 @@ from typing import Any
 from streams.contract.envelope import Row
 from streams.core.accumulators import Accumulators, add, merge
 from streams.core.windows import MERGED_KINDS, LocalCalendar, is_final, slice_start_ms
-from streams.scoring.alerting import AlertEvaluator, UnitRolling
+from streams.scoring.alerting import AlertEvaluator
 from streams.scoring.outbox import Outbox, late_record, unit_cap_record
+from streams.scoring.rolling import UnitRolling
 from streams.scoring.state import Counts, FoldConfig, UnitState, Window, WindowKey
 from streams.scoring.watermark import Watermark
 

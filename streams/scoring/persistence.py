@@ -27,10 +27,10 @@ import orjson
 
 from streams.core.accumulators import signed_add
 from streams.core.alerts import AlertState
-from streams.scoring.alerting import UnitRolling
 from streams.scoring.fold import PartitionState
 from streams.scoring.keys import bases_key, control_key, seen_key, slices_key, window_key
 from streams.scoring.outbox import Outbox
+from streams.scoring.rolling import UnitRolling
 from streams.scoring.state import Counts, FoldConfig, UnitState, Window
 
 Writes = list[tuple[str, bytes | None]]  # table key, value (None: a tombstone)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from streams.core.accumulators import Accumulators
 from streams.core.subscriber_base import SubscriberBases
-from streams.scoring.alerting import UnitRolling
+from streams.scoring.rolling import UnitRolling
 
 WindowKey = tuple[str, str, int]  # (unit, kind, start_ms)
 

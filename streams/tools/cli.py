@@ -1,4 +1,6 @@
-"""The `cemi` command line."""
+"""The `cemi` command line: one typer function per command, each a thin call into the module
+that does the work. Kept in one file (its length is the number of commands and their
+documented options) so `--help` and this file show the whole surface at once."""
 
 from __future__ import annotations
 

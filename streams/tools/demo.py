@@ -1,7 +1,9 @@
 """`cemi demo`: broker + worker + live simulator, with a live terminal view of the scores.
 
 The worker runs as a subprocess (`cemi worker`); this process only talks Kafka (aiokafka,
-through streams.tools.tail) and reads the worker's /api/v1/stats. No Faust here.
+through streams.tools.tail) and reads the worker's /api/v1/stats. No Faust here. One module
+for the demo's state, view and processes: the three change together, and none serves
+anything else.
 """
 
 from __future__ import annotations

@@ -12,19 +12,18 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import Counter
 from typing import Any
 
 import faust
 import orjson
 from faust.types import TP
 from mode import Service
-from prometheus_client import CONTENT_TYPE_LATEST
 
 from streams.core.catalog import load_catalog
 from streams.core.plan import ScoringPlan
-from streams.http.api import register_api, tables_recovered
-from streams.http.metrics import CemiCollector, LatencyHistogram, exposition, registry_for
+from streams.http.api import tables_recovered
+from streams.http.metrics import LatencyHistogram
+from streams.http.server import register_api
 from streams.ingest.process import IngestProcess
 from streams.ingest.stage import Ingest
 from streams.kafka_security import client_kwargs, faust_credentials
@@ -81,6 +80,7 @@ def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | N
     latency = LatencyHistogram()
     views: dict[tuple[str, int], NetworkView] = {}
     runtime = Runtime(
+        latency=latency,
         outputs=outputs,
         views=views,
         settings=settings,
@@ -417,45 +417,6 @@ def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | N
                     view["network"],
                     {tuple(m[:4]): m[4] for m in view["means"]},
                 )
-
-    def dead_lettered() -> dict[str, int]:
-        """By reason: the ingest's refusals and the fold's (the unit cap)."""
-        reasons = Counter(runtime.ingest.stats.dead_lettered if runtime.ingest else {})
-        reasons["unit_cap"] += runtime.scoring.counts().unit_cap
-        return {reason: count for reason, count in reasons.items() if count}
-
-    registry = registry_for(
-        CemiCollector(
-            runtime.scoring,
-            lambda: runtime.ingest.stats if runtime.ingest else None,
-            plan.version,
-            latency,
-            dead_lettered,
-        )
-    )
-
-    @app.page("/metrics")
-    async def metrics(web: Any, request: Any) -> Any:
-        # the exposition format's content type, without the charset aiohttp adds itself
-        content_type = CONTENT_TYPE_LATEST.split(";")[0] + "; version=0.0.4"
-        return web.text(exposition(registry).decode(), content_type=content_type)
-
-    @app.page("/api/v1/stats")
-    async def stats(web: Any, request: Any) -> Any:
-        counts = runtime.scoring.counts()
-        ingest = runtime.ingest.stats if runtime.ingest else None
-        return web.json(
-            {
-                "consumed": ingest.consumed if ingest else 0,
-                "dead_lettered": dead_lettered(),
-                "scored": counts.scored,
-                "duplicates": counts.duplicates,
-                "late": counts.late,
-                "replayed": counts.replayed,
-                "published_records": runtime.scoring.published_records,
-                "partitions": sorted(runtime.scoring.partitions),
-            }
-        )
 
     register_api(app, runtime)
     return app

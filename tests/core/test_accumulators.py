@@ -14,8 +14,9 @@ from streams.core.accumulators import Accumulators, add, merge, signed_add
 from streams.core.events import validate_event
 from streams.core.plan import ScoringPlan
 from streams.core.windows import LocalCalendar, slice_start_ms
-from streams.scoring.alerting import AlertEvaluator, UnitRolling
+from streams.scoring.alerting import AlertEvaluator
 from streams.scoring.fold import PartitionState
+from streams.scoring.rolling import UnitRolling
 from tests.scoring.test_fold import CONFIG, NOW, entries
 from tests.strategies import event_lists
 

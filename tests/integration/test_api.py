@@ -307,6 +307,7 @@ def test_openapi_document_matches_the_implementation(deployment: Any) -> None:
         "GET /api/v1/units/{unit}",
         "GET /api/v1/alerts",
         "GET /api/v1/standings",
+        "GET /api/v1/stats",
         "POST /api/v1/alerts/{alert_id}/ack",
         "GET /healthz",
         "GET /readyz",
@@ -495,7 +496,7 @@ def feed(api: Any, record: dict[str, Any]) -> None:
 async def ask(api: Any, handler: str, path: str, token: str | None = None, **kw: Any) -> Any:
     from aiohttp.test_utils import make_mocked_request
 
-    from streams.http.api import _guarded
+    from streams.http.server import _guarded
 
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     reply = await _guarded(getattr(api, handler))(

@@ -192,7 +192,7 @@ def test_a_kpi_below_min_kpi_sample_before_and_after_a_slice_moves_rescores_noth
     """Only a KPI that counts in its touchpoint's score (at least min_kpi_sample events in the
     window) before or after a slice enters or leaves marks the touchpoint to be re-scored;
     the counts of the quiet check follow every KPI."""
-    from streams.scoring.alerting import UnitRolling
+    from streams.scoring.rolling import UnitRolling
 
     evaluator = AlertEvaluator(default_plan, CONFIG.rolling_span_ms, CONFIG.rolling_slice_ms)
     groups = evaluator.kpi_groups

@@ -240,7 +240,7 @@ def test_a_refused_registration_refuses_to_start_naming_the_setting(
 ) -> None:
     from types import SimpleNamespace
 
-    from streams.http.api import use_registry
+    from streams.http.server import use_registry
     from streams.settings import SettingsError
 
     topics = Topics(load_settings())
