@@ -15,7 +15,21 @@ import orjson
 from streams.core.accumulators import Accumulators, add, merge
 from streams.core.events import InvalidEvent, validate_event
 from streams.core.plan import ScoringPlan
-from streams.core.records import Record, RecordKey, record_key, window_records
+from streams.core.programmes import (
+    ProgrammeDef,
+    ProgrammeValues,
+    baseline_start,
+    check_update,
+    programme_records,
+)
+from streams.core.records import (
+    MeanKey,
+    Record,
+    RecordKey,
+    network_means,
+    record_key,
+    window_records,
+)
 from streams.core.rollup import score_unit
 from streams.core.standings import Scores, scores_by_key, standings_records
 from streams.core.subscriber_base import SubscriberBases
@@ -44,6 +58,7 @@ class Replay:
         self.calendar = LocalCalendar(plan.catalog.timezone)
         self.stats = ReplayStats()
         self.bases = SubscriberBases()
+        self.programmes: dict[str, ProgrammeValues] = {}  # per unit
         self._seen: set[str] = set()
         self._days: dict[int, dict[str, Accumulators]] = {}
 
@@ -64,6 +79,13 @@ class Replay:
                 stats.rejected += 1
                 on_reject(lineno, error)
                 continue
+            if event["type"] == "programme_update":
+                try:
+                    check_update(plan.programmes, event)
+                except InvalidEvent as error:
+                    stats.rejected += 1
+                    on_reject(lineno, error)
+                    continue
             event_id = event["event_id"]
             if event_id in seen:
                 stats.duplicates += 1
@@ -82,6 +104,10 @@ class Replay:
                     event["unit"], event["service"], time_ms, event["active_subscribers"]
                 )
                 continue
+            if event["type"] == "programme_update":
+                values = self.programmes.setdefault(event["unit"], ProgrammeValues())
+                values.add(event["programme"], event["indicator"], time_ms, event["value"])
+                continue
             add(accumulators, plan.contributions(event))
 
     def _windows(self, kind: WindowKind) -> dict[int, dict[str, Accumulators]]:
@@ -94,14 +120,15 @@ class Replay:
                 merge(units.setdefault(unit, {}), accumulators)
         return merged
 
-    def records(self, kind: WindowKind, with_standings: bool = False) -> list[Record]:
+    def records(self, kind: WindowKind, complete: bool = False) -> list[Record]:
         """Records of every window of `kind` seen, in window order (deterministic): each
-        window's score and KPI records and its network record, then (`with_standings`, as
-        `cemi score` writes them) its standings. Every window is scored once from the whole
-        file: standings are `final`, revision 1."""
+        window's score and KPI records and its network record, then (`complete`, as `cemi
+        score` writes them) its standings and programme records. Every window is scored once
+        from the whole file: those are `final`, revision 1."""
         out: list[Record] = []
         scores_by_start: dict[int, dict[RecordKey, float | None]] = {}
         ranked_by_start: dict[int, Scores] = {}
+        means_by_start: dict[int, dict[MeanKey, float]] = {}
         windows = self._windows(kind)
         for start in sorted(windows):
             end = self.calendar.window_end(kind, start)
@@ -115,12 +142,35 @@ class Replay:
             scores_by_start[start] = {record_key(r): r["score"] for r in rows}
             out.extend(rows)
             ranked = ranked_by_start[start] = scores_by_key(rows)
-            if not with_standings:
+            means = means_by_start[start] = network_means(rows)
+            if not complete:
                 continue
             for standing in standings_records(
                 self.plan, kind, iso, ranked, ranked_by_start.get(previous_start)
             ):
                 out.append({**standing, "window_start_ms": start, "final": True, "revision": 1})
+            for unit in sorted(units):
+
+                def baseline(p: ProgrammeDef) -> dict[RecordKey, float | None] | None:
+                    return scores_by_start.get(baseline_start(self.calendar, kind, p))
+
+                def baseline_means(p: ProgrammeDef) -> dict[MeanKey, float] | None:
+                    return means_by_start.get(baseline_start(self.calendar, kind, p))
+
+                for record in programme_records(
+                    self.plan.programmes.values(),
+                    unit=unit,
+                    window=kind,
+                    window_start_ms=start,
+                    calendar=self.calendar,
+                    values=self.programmes.get(unit, ProgrammeValues()),
+                    points=scores_by_start[start],
+                    baseline=baseline,
+                    means=means,
+                    baseline_means=baseline_means,
+                    version=self.plan.version,
+                ):
+                    out.append({**record, "final": True, "revision": 1})
         return out
 
 

@@ -19,6 +19,7 @@ INPUT: Final = {
     "cancellation": "touchpoint.cancellations",
     "survey": "touchpoint.surveys",
     "subscriber_base": "touchpoint.subscriber-base",
+    "programme_update": "programme.updates",
 }
 assert set(INPUT) == set(EVENT_TYPES)
 OUTPUT: Final = {

@@ -9,8 +9,8 @@ Wire form (orjson): `{"e": [entry, ...], "b": [source, ...]}` with each entry
 `[unit, source, offset, event_id, event_time, ingest_ms, type, service, payload]` where
 `source` is `"topic#partition"` and `payload` is the contributions, flat:
 `[kpi, a, b, kpi, a, b, ...]` (a small list per contribution would make parsing an envelope
-twice as slow), or for
-`subscriber_base` the active subscriber count; `b` lists the sending ingest's sources that
+twice as slow), for `subscriber_base` the active subscriber count, for `programme_update`
+`[programme, indicator, value]`; `b` lists the sending ingest's sources that
 still had records to read when the batch was taken (a backlog: see the fold's watermark), `k`
 its other sources.
 """
@@ -59,6 +59,8 @@ def entry_for(
     etype = event["type"]
     if etype == "subscriber_base":
         payload: Any = event["active_subscribers"]
+    elif etype == "programme_update":
+        payload = [event["programme"], event["indicator"], event["value"]]
     else:
         payload = list(chain.from_iterable(contributions))
     return [
@@ -69,7 +71,7 @@ def entry_for(
         event["event_time"],
         ingest_ms,
         etype,
-        event["service"],
+        event.get("service"),  # none for a programme update
         payload,
     ]
 

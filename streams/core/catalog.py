@@ -12,6 +12,7 @@ import itertools
 import json
 import re
 from collections.abc import Mapping
+from datetime import date
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -161,6 +162,69 @@ class Defaults(_Strict):
     touchpoints: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
+class ProgrammePhase(_Strict):
+    due: date  # a local date: the target is due at its end
+    target: Finite
+
+
+class Indicator(_Strict):
+    """A programme's group-2 KPI: a measured value with phased targets."""
+
+    description: Annotated[str, Field(min_length=1)]
+    direction: Literal["higher", "lower"]
+    phases: list[ProgrammePhase]
+
+    @field_validator("phases")
+    @classmethod
+    def _phases_in_order(cls, phases: list[ProgrammePhase]) -> list[ProgrammePhase]:
+        if not phases:
+            raise ValueError("at least one phase is needed")
+        for i, (before, after) in enumerate(itertools.pairwise(phases), start=1):
+            if after.due <= before.due:
+                raise PathError(f"{i}.due", f"{after.due} is not after {before.due}")
+        return phases
+
+
+class Improvement(_Strict):
+    """A group-1 KPI a programme is meant to move."""
+
+    service: str
+    touchpoint: str
+    kpi: str
+
+
+class Programme(_Strict):
+    """An action programme (source §III.3.4): an owner, a period, the group-1 KPIs it is
+    meant to move, and its group-2 indicators with phased targets."""
+
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    owner: Owner
+    units: list[str] | None = None  # None: every unit
+    start: date  # local dates, both included
+    end: date
+    improves: list[Improvement] = Field(default_factory=list)
+    indicators: dict[str, Indicator]
+
+    @field_validator("units")
+    @classmethod
+    def _unit_codes(cls, units: list[str] | None) -> list[str] | None:
+        for i, code in enumerate(units or ()):
+            if not UNIT_PATTERN.match(code):
+                raise PathError(str(i), f"unit code must match {UNIT_PATTERN.pattern}")
+        return units
+
+    @field_validator("indicators")
+    @classmethod
+    def _indicator_ids(cls, indicators: dict[str, Indicator]) -> dict[str, Indicator]:
+        return _check_ids(indicators, "indicator")
+
+    @model_validator(mode="after")
+    def _period(self) -> Programme:
+        if self.end < self.start:
+            raise PathError("end", f"{self.end} is before the start {self.start}")
+        return self
+
+
 class Catalog(_Strict):
     version: Annotated[str, Field(min_length=1, max_length=64)]
     timezone: str = "Asia/Ho_Chi_Minh"
@@ -169,6 +233,7 @@ class Catalog(_Strict):
     alerts: AlertDefaults = Field(default_factory=AlertDefaults)
     defaults: Defaults | None = None
     services: dict[str, Service]
+    programmes: dict[str, Programme] = Field(default_factory=dict)
 
     @model_validator(mode="before")
     @classmethod
@@ -234,6 +299,36 @@ class Catalog(_Strict):
                     f"{path}.phase",
                     f"{tp.phase!r}, but {where} puts stage {tp.stage!r} in phase {phase!r}",
                 )
+        return self
+
+    @field_validator("programmes")
+    @classmethod
+    def _programme_ids(cls, programmes: dict[str, Programme]) -> dict[str, Programme]:
+        for key in programmes:
+            if not IDENTIFIER.match(key):
+                raise PathError(key, f"programme id must match {IDENTIFIER.pattern}")
+        return programmes
+
+    @model_validator(mode="after")
+    def _programme_references(self) -> Catalog:
+        """A programme names known units (where the catalog lists its units) and KPIs."""
+        for pid, programme in self.programmes.items():
+            path = f"programmes.{pid}"
+            for i, unit in enumerate(programme.units or ()):
+                if self.units and unit not in self.units:
+                    raise PathError(f"{path}.units.{i}", f"unknown unit {unit!r}")
+            for i, kpi in enumerate(programme.improves):
+                where = f"{path}.improves.{i}"
+                service = self.services.get(kpi.service)
+                if service is None:
+                    raise PathError(f"{where}.service", f"unknown service {kpi.service!r}")
+                touchpoint = service.touchpoints.get(kpi.touchpoint)
+                if touchpoint is None:
+                    raise PathError(
+                        f"{where}.touchpoint", f"{kpi.service} has no touchpoint {kpi.touchpoint!r}"
+                    )
+                if kpi.kpi not in touchpoint.kpis:
+                    raise PathError(f"{where}.kpi", f"{kpi.touchpoint} has no KPI {kpi.kpi!r}")
         return self
 
     def unit_weight(self, unit: str) -> float:

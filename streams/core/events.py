@@ -20,6 +20,7 @@ SERVICES: Final = ("mobile", "fixed_broadband", "mytv", "digital_personal", "dig
 CHANNELS: Final = ("store", "call_center", "field", "web", "app", "chatbot", "social", "auto")
 UNIT_PATTERN: Final = re.compile(r"^[A-Z][A-Z0-9_]{1,15}$")
 TOUCHPOINT_PATTERN: Final = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+ID_PATTERN: Final = re.compile(r"^[a-z][a-z0-9_]{0,63}$")  # catalog ids (programmes, ...)
 # Printable ASCII without spaces: ids show up in dead letters and logs, so no control bytes.
 EVENT_ID_PATTERN: Final = re.compile(r"^[\x21-\x7e]{1,128}$")
 REF_PATTERN: Final = re.compile(r"^[\x20-\x7e]{1,256}$")
@@ -58,7 +59,7 @@ def _enum(name: str, symbols: tuple[str, ...], doc: str) -> FieldSpec:
     return FieldSpec(name, "enum", symbols=symbols, doc=doc)
 
 
-COMMON_FIELDS: Final = (
+IDENTITY_FIELDS: Final = (
     FieldSpec(
         "event_id", "str", pattern=EVENT_ID_PATTERN, doc="Unique id, used for de-duplication"
     ),
@@ -70,6 +71,10 @@ COMMON_FIELDS: Final = (
         doc="When it happened, epoch milliseconds UTC",
     ),
     FieldSpec("unit", "str", pattern=UNIT_PATTERN, doc="Business unit (province) code"),
+)
+# every touchpoint event (and the subscriber base) carries these too; a programme update not
+COMMON_FIELDS: Final = (
+    *IDENTITY_FIELDS,
     _enum("service", SERVICES, "Service the event belongs to"),
     FieldSpec(
         "customer_ref",
@@ -135,12 +140,28 @@ _TYPE_FIELDS: Final[dict[str, tuple[FieldSpec, ...]]] = {
         ),
     ),
 }
+# Event types that are not touchpoint events: their own fields after the identity ones.
+_OTHER_FIELDS: Final[dict[str, tuple[FieldSpec, ...]]] = {
+    "programme_update": (
+        FieldSpec("programme", "str", pattern=ID_PATTERN, doc="Programme id in the catalog"),
+        FieldSpec("indicator", "str", pattern=ID_PATTERN, doc="The programme's indicator id"),
+        FieldSpec(
+            "value",
+            "float",
+            doc="The indicator's measured value at event_time: a snapshot, not a count to add",
+        ),
+    ),
+}
 
-EVENT_TYPES: Final = tuple(_TYPE_FIELDS)
-# Event types a KPI can read (subscriber_base only feeds the `rate` denominator).
-KPI_EVENT_TYPES: Final = tuple(t for t in EVENT_TYPES if t != "subscriber_base")
+EVENT_TYPES: Final = (*_TYPE_FIELDS, *_OTHER_FIELDS)
+# Event types a KPI can read (subscriber_base only feeds the `rate` denominator, a
+# programme_update a programme's indicator).
+KPI_EVENT_TYPES: Final = tuple(t for t in _TYPE_FIELDS if t != "subscriber_base")
+# snapshots: a value at a time, the latest at or before a window's end counts
+SNAPSHOT_TYPES: Final = ("subscriber_base", "programme_update")
 EVENT_FIELDS: Final[dict[str, dict[str, FieldSpec]]] = {
-    t: {f.name: f for f in (*COMMON_FIELDS, *fields)} for t, fields in _TYPE_FIELDS.items()
+    **{t: {f.name: f for f in (*COMMON_FIELDS, *fields)} for t, fields in _TYPE_FIELDS.items()},
+    **{t: {f.name: f for f in (*IDENTITY_FIELDS, *fields)} for t, fields in _OTHER_FIELDS.items()},
 }
 
 

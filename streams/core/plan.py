@@ -29,6 +29,7 @@ from streams.core.alerts import AlertRule
 from streams.core.catalog import AlertDefaults, AlertOverrides, Catalog, Kpi
 from streams.core.events import field_spec
 from streams.core.predicates import Predicate, compile_predicate
+from streams.core.programmes import compile_programmes
 from streams.core.scales import Scale
 
 KINDS: Final = ("ratio", "mean", "nps", "rate")
@@ -250,6 +251,7 @@ class ScoringPlan:
         self.touchpoints: tuple[TouchpointDef, ...] = tuple(touchpoints)
         self.services: tuple[ServiceDef, ...] = tuple(services)
         self.service_index: dict[str, int] = {s.service: s.index for s in services}
+        self.programmes = compile_programmes(catalog)
         self._matchers: dict[tuple[str, str], _EventMatcher] = {
             key: _EventMatcher(key[0], found) for key, found in matches.items()
         }
@@ -258,5 +260,6 @@ class ScoringPlan:
 
     def contributions(self, event: Mapping[str, Any]) -> list[Contribution]:
         """What a validated event adds to which KPIs (empty when the catalog scores none)."""
-        matcher = self._matchers.get((event["type"], event["service"]))
+        service = event.get("service")  # none: not a touchpoint event
+        matcher = self._matchers.get((event["type"], service)) if service else None
         return [] if matcher is None else matcher(event)

@@ -33,6 +33,7 @@ from streams.core.events import (
     without_literals,
 )
 from streams.core.plan import ScoringPlan
+from streams.core.programmes import check_update
 from streams.ingest.align import Aligner
 from streams.kafka_security import client_kwargs
 from streams.settings import Settings
@@ -340,6 +341,7 @@ class Ingest:
         now_ms = int(time.time() * 1000)
         latest_ms = now_ms + self.settings.max_future_ms
         partitions = self.envelope_partitions
+        programmes = self.plan.programmes
         by_partition: dict[int, list[list[Any]]] = {}
         outgoing: list[tuple[str, bytes, bytes | None, int | None]] = []
         for tp, (timestamp, offset, key, value) in released:
@@ -347,6 +349,8 @@ class Ingest:
                 event = validate(decode(value))
                 if event["event_time"] > latest_ms:
                     raise InvalidEvent("future_time", "event_time is too far in the future")
+                if event["type"] == "programme_update":
+                    check_update(programmes, event)
                 unit = event["unit"]
             except InvalidEvent as error:
                 outgoing.append(self._dead_letter(tp, offset, key, value, error, now_ms))

@@ -48,6 +48,7 @@ def expire(state: PartitionState) -> list[WindowKey]:
     for unit, unit_state in state.units.items():
         if unit in oldest_start:
             unit_state.bases.prune(oldest_start[unit])
+            unit_state.programmes.prune(oldest_start[unit])
     return removed
 
 

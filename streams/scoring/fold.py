@@ -17,6 +17,7 @@ from typing import Any
 
 from streams.contract.envelope import Row
 from streams.core.accumulators import Accumulators, add, merge
+from streams.core.events import SNAPSHOT_TYPES
 from streams.core.windows import MERGED_KINDS, LocalCalendar, is_final, slice_start_ms
 from streams.scoring.alerting import AlertEvaluator
 from streams.scoring.outbox import Outbox, late_record, unit_cap_record
@@ -84,7 +85,7 @@ class PartitionState:
         counts = self.counts
         scored = replayed = 0
         newest_ingest_ms = self.newest_ingest_ms
-        fold, fold_base = self._fold, self._fold_base
+        fold, fold_snapshot = self._fold, self._fold_snapshot
         # a row unpacked once: no Entry object, no attribute lookup per field
         for row in entries:
             unit, source, offset, event_id, event_time, ingest_ms, etype, service, payload = row
@@ -118,8 +119,10 @@ class PartitionState:
             scored += 1
             if ingest_ms > newest_ingest_ms:
                 newest_ingest_ms = ingest_ms
-            if etype == "subscriber_base":
-                fold_base(unit, state, source, offset, event_time, ingest_ms, service, payload)
+            if etype in SNAPSHOT_TYPES:
+                fold_snapshot(
+                    unit, state, source, offset, event_time, ingest_ms, etype, service, payload
+                )
             else:
                 fold(unit, state, source, offset, event_time, ingest_ms, payload)
         counts.scored += scored
@@ -226,7 +229,7 @@ class PartitionState:
                 state.oldest_slice = slice_from
         state.slice_accumulators = accumulators
 
-    def _fold_base(
+    def _fold_snapshot(
         self,
         unit: str,
         state: UnitState,
@@ -234,11 +237,13 @@ class PartitionState:
         offset: int,
         event_time: int,
         ingest_ms: int,
-        service: str,
-        subscribers: Any,
+        etype: str,
+        service: str | None,
+        payload: Any,
     ) -> None:
-        """A subscriber_base snapshot: no KPI contribution, but the rate KPIs of its day
-        and month windows, and of every later window, change."""
+        """A snapshot (a subscriber base, a programme indicator's value): no KPI contribution,
+        but what its day and month windows, and every later window, publish changes (rates,
+        programme records)."""
         day, month = self.calendar.starts(event_time)
         self._merged_windows(unit, state, event_time)
         for key in ((unit, "day", day), (unit, "month", month)):
@@ -251,9 +256,14 @@ class PartitionState:
                 window.newest_ingest_ms = ingest_ms
         if offset > state.base_guard.get(source, -1):
             state.base_guard[source] = offset
-            state.bases.add(unit, service, event_time, int(subscribers))
+            if etype == "subscriber_base":
+                assert service is not None
+                state.bases.add(unit, service, event_time, int(payload))
+            else:
+                programme, indicator, value = payload
+                state.programmes.add(programme, indicator, event_time, float(value))
             state.bases_unsaved = True
-            for key in state.calendar:  # rate KPIs of later windows change
+            for key in state.calendar:  # what later windows publish changes
                 end = self.calendar.window_end(key[1], key[2])  # type: ignore[arg-type]
                 if end > event_time:
                     self.windows[key].changed = True

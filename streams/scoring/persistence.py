@@ -61,7 +61,11 @@ def flush(state: PartitionState) -> Writes:
             writes.append((seen_key(p, unit, chunk), orjson.dumps(rows)))
         unit_state.fresh = []
         if unit_state.bases_unsaved:
-            bases = {"snapshots": unit_state.bases.snapshots(unit), "guard": unit_state.base_guard}
+            bases = {
+                "snapshots": unit_state.bases.snapshots(unit),
+                "programmes": unit_state.programmes.snapshots(),
+                "guard": unit_state.base_guard,
+            }
             writes.append((bases_key(p, unit), orjson.dumps(bases)))
             unit_state.bases_unsaved = False
     writes.extend((key, None) for key in sorted(state.deleted))
@@ -217,6 +221,7 @@ def load_state(
         for service, snapshots in data["snapshots"].items():
             for time_ms, count in snapshots:
                 unit_state.bases.add(unit, service, time_ms, count)
+        unit_state.programmes.load(data["programmes"])
     return state
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from streams.core.accumulators import Accumulators
+from streams.core.programmes import ProgrammeValues
 from streams.core.subscriber_base import SubscriberBases
 from streams.scoring.rolling import UnitRolling
 
@@ -47,7 +48,9 @@ class Window:
 @dataclass
 class UnitState:
     guard: dict[str, int] = field(default_factory=dict)
+    # snapshots (subscriber bases, programme indicators), persisted together under one guard
     bases: SubscriberBases = field(default_factory=SubscriberBases)
+    programmes: ProgrammeValues = field(default_factory=ProgrammeValues)
     base_guard: dict[str, int] = field(default_factory=dict)
     bases_unsaved: bool = False
     # event_id -> (source, offset); ids not flushed yet are also in `fresh`

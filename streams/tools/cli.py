@@ -185,7 +185,7 @@ def score(
     except OSError as error:
         typer.echo(f"--events: cannot read {events}: {error.strerror}", err=True)
         raise typer.Exit(EXIT_INVALID_CONFIG) from None
-    records = replay.records(window.value, with_standings=True)
+    records = replay.records(window.value, complete=True)
     sink = out.open("wb") if out else sys.stdout.buffer
     try:
         sink.writelines(dump_records(records))

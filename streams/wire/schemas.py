@@ -69,11 +69,12 @@ def _field_schema(etype: str, spec: FieldSpec) -> dict[str, Any]:
 
 def event_schema(etype: str) -> dict[str, Any]:
     """The Avro record schema of one event type (the record name carries the type)."""
+    kind = "touchpoint event" if "service" in EVENT_FIELDS[etype] else "event"
     return {
         "type": "record",
         "name": _camel(etype),
         "namespace": NAMESPACE,
-        "doc": f"A {etype.replace('_', ' ')} touchpoint event (type `{etype}`).",
+        "doc": f"A {etype.replace('_', ' ')} {kind} (type `{etype}`).",
         "fields": [_field_schema(etype, spec) for spec in EVENT_FIELDS[etype].values()],
     }
 

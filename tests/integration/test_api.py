@@ -146,7 +146,7 @@ def test_standings_rank_the_units_as_the_batch_replay_does(deployment: Any) -> N
     batch = {
         (r["window"], r["service"], r["touchpoint"]): r
         for kind in ("day", "year")
-        for r in replay.records(kind, with_standings=True)
+        for r in replay.records(kind, complete=True)
         if r["level"] == "standings"
     }
     worker = deployment.workers[1]

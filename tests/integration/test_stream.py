@@ -69,7 +69,7 @@ def batch_standings(events: list[dict[str, Any]]) -> dict[tuple[Any, ...], list[
     return {
         standings_of(r): ranked(r)
         for kind in CALENDAR_KINDS
-        for r in replay.records(kind, with_standings=True)
+        for r in replay.records(kind, complete=True)
         if r["level"] == "standings"
     }
 

@@ -61,11 +61,16 @@ def base_event(rng: random.Random, etype: str, serial: int) -> dict[str, Any]:
         "customer_ref": f"{RAW_REF}{serial:08d}",
         "channel": "app",
     }
+    if etype == "programme_update":  # the default catalog's: valid by the catalog too
+        event.update(programme=PROGRAMME, indicator=INDICATOR)
     for name, spec in EVENT_FIELDS[etype].items():
         if name in event or name == "type":
             continue
         event[name] = _valid_value(rng, spec)
     return event
+
+
+PROGRAMME, INDICATOR = "install_recovery_hpg", "technicians_trained_share"
 
 
 def _valid_value(rng: random.Random, spec: FieldSpec) -> Any:
@@ -197,7 +202,10 @@ class Malformed:
         return event["type"], orjson.dumps(event)
 
     def json_bad_enum(self) -> tuple[str, bytes]:
-        event = self._event()
+        with_enums = [
+            t for t in EVENT_TYPES if any(s.type == "enum" for s in EVENT_FIELDS[t].values())
+        ]
+        event = self._event(self.rng.choice(with_enums))
         enums = [s.name for s in EVENT_FIELDS[event["type"]].values() if s.type == "enum"]
         event[self.rng.choice(enums)] = self.rng.choice(["", "bogus", "MOBILE", "store ", "✓"])
         return event["type"], orjson.dumps(event)
@@ -230,7 +238,10 @@ class Malformed:
     def escaped_control_chars(self) -> tuple[str, bytes]:
         # valid JSON whose id fields carry control characters (ids end up in logs)
         event = self._event()
-        name = self.rng.choice(["unit", "event_id", "customer_ref"])
+        names = [
+            n for n in ("unit", "event_id", "customer_ref") if n in EVENT_FIELDS[event["type"]]
+        ]
+        name = self.rng.choice(names)
         control = self.rng.choice(["\x00", "\x07", "\n", "\x1b[31m", "\u2028", "\x7f"])
         event[name] = f"{event[name][:3]}{control}{event[name][3:]}"
         return event["type"], orjson.dumps(event)

@@ -54,6 +54,8 @@ KNOWN_CODES = frozenset(
         "bad_unit",
         "future_time",
         "unit_cap",
+        "unknown_programme",
+        "unknown_indicator",
     }
 )
 
@@ -207,6 +209,8 @@ def broken_json_events(draw: st.DrawFn) -> tuple[bytes, bool]:
         value = draw(WRONG)
         obj[name] = value
         still_valid &= _accepts(spec, value)
+        # a programme update must also name the catalog's programme and indicator
+        still_valid &= name not in ("programme", "indicator")
     return orjson.dumps(obj), still_valid
 
 
