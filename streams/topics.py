@@ -29,8 +29,9 @@ OUTPUT: Final = {
     "deadletter": "deadletter",
     "late": "late",
     "standings": "cemi.standings",
+    "programmes": "cemi.programmes",
 }
-COMPACTED: Final = frozenset({"kpi", "scores", "alerts", "standings"})
+COMPACTED: Final = frozenset({"kpi", "scores", "alerts", "standings", "programmes"})
 ENVELOPES: Final = "internal.envelopes"
 UNIT_SCORES: Final = "internal.unit-scores"  # one partition: the network level in one place
 NETWORK_MEANS: Final = "internal.network-means"  # the network view every worker follows

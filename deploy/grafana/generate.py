@@ -95,7 +95,7 @@ def variables(board: Dashboard, *names: str) -> Dashboard:
     board = board.with_variable(
         CustomVariable("window")
         .label("Window")
-        .values("day,month")
+        .values("day,month,quarter,year")
         .current(VariableOption(text="day", value="day", selected=True))
     )
     if "unit" in names:
@@ -527,6 +527,78 @@ def alerts() -> Dashboard:
     )
 
 
+def programmes() -> Dashboard:
+    board = variables(
+        base(
+            "cemi-programmes",
+            "CEMI / Action programmes",
+            "Action programmes' indicators against their phased targets (current month)",
+        )
+    )
+    on_track = steps((None, "red"), (0.8, "orange"), (1, "green"))
+    return (
+        board.with_row(Row("Progress"))
+        .with_panel(
+            big(
+                "Indicators on track",
+                query("count(cemi_programme_attainment_ratio >= 1) or vector(0)"),
+            )
+            .thresholds(steps((None, "blue")))
+            .color_mode(BigValueColorMode.BACKGROUND)
+        )
+        .with_panel(
+            big(
+                "Indicators behind",
+                query("count(cemi_programme_attainment_ratio < 1) or vector(0)"),
+            )
+            .thresholds(steps((None, "green"), (1, "orange")))
+            .color_mode(BigValueColorMode.BACKGROUND)
+        )
+        .with_panel(
+            big(
+                "Programmes behind (alerts)",
+                query('sum(cemi_alert_active{rule="programme_behind"}) or vector(0)'),
+            )
+            .thresholds(steps((None, "green"), (1, "red")))
+            .color_mode(BigValueColorMode.BACKGROUND)
+        )
+        .with_panel(
+            grid(
+                "Attainment per programme, indicator and unit (1 = on target)",
+                query("cemi_programme_attainment_ratio", instant=True, fmt=True),
+                transformations=[
+                    t(
+                        "organize",
+                        {
+                            "excludeByName": {
+                                "Time": True,
+                                "__name__": True,
+                                "job": True,
+                                "instance": True,
+                            },
+                            "renameByName": {"Value": "attainment"},
+                        },
+                    ),
+                    t("sortBy", {"sort": [{"field": "attainment"}]}),
+                ],
+            )
+            .decimals(2)
+            .display_mode(TableCellDisplayMode.COLOR_BACKGROUND)
+            .thresholds(on_track)
+        )
+        .with_panel(
+            ts(
+                "Attainment over time",
+                query(
+                    "cemi_programme_attainment_ratio",
+                    "{{programme}} {{indicator}} {{unit}}",
+                ),
+                w=24,
+            ).thresholds(on_track)
+        )
+    )
+
+
 def pipeline_health() -> Dashboard:
     board = variables(
         base(
@@ -636,6 +708,7 @@ DASHBOARDS: dict[str, Callable[[], Dashboard]] = {
     "cemi-unit-drilldown.json": unit_drilldown,
     "cemi-alerts.json": alerts,
     "cemi-pipeline-health.json": pipeline_health,
+    "cemi-programmes.json": programmes,
 }
 
 

@@ -242,5 +242,12 @@ def programme_records(
     return out
 
 
+def programme_key(record: Mapping[str, Any]) -> str:
+    """The compacted topic's key of a programme record."""
+    return "/".join(
+        str(record[k]) for k in ("programme", "unit", "indicator", "window", "window_start")
+    )
+
+
 def _delta(now: float | None, before: float | None) -> float | None:
     return now - before if now is not None and before is not None else None

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 
+from streams.core.events import ID_PATTERN, InvalidEvent
 from streams.http.follow import follow_topics
 from streams.http.metrics import CemiCollector, exposition, registry_for
 from streams.http.openapi import openapi_document
@@ -49,10 +50,12 @@ from streams.http.params import (
     YIELD_EVERY,
     BadRequest,
     answer,
+    matches,
     one_of,
     query_params,
 )
 from streams.http.view import Latest, OutputView
+from streams.programme_client import programme_update, send_update
 
 log = logging.getLogger(__name__)
 
@@ -248,6 +251,50 @@ class Api:
         await send_ack_record(producer, self.runtime.topics.acks, ack)
         return answer({"accepted": True, "ack": ack}, status=202)
 
+    async def programmes(self, request: Any) -> web.Response:
+        """The newest window's programme records of a kind per unit, programme and indicator."""
+        self.authorize(request, write=False)
+        where = query_params(
+            request,
+            {
+                "window": SCORE_PARAMS["window"],
+                "unit": SCORE_PARAMS["unit"],
+                "programme": matches(ID_PATTERN),
+            },
+        )
+        window = where.pop("window", "month")
+        records = [
+            record
+            for (kind, *_), record in sorted(self.view.programmes.items())
+            if kind == window and all(record.get(k) == v for k, v in where.items())
+        ]
+        return answer({"count": len(records), "programmes": records})
+
+    async def report(self, request: Any, programme: str) -> web.Response:
+        """A programme indicator's value, reported by a team without a producer."""
+        self.authorize(request, write=True)
+        body = await self.body(request)
+        unknown = set(body) - {"unit", "indicator", "value", "event_time"}
+        if unknown:
+            raise BadRequest(400, f"unknown field(s) {sorted(unknown)}")
+        try:
+            event = programme_update(
+                self.runtime.plan.programmes,
+                unit=body.get("unit"),
+                programme=programme,
+                indicator=body.get("indicator"),
+                value=body.get("value"),
+                event_time_ms=body.get("event_time"),
+            )
+        except InvalidEvent as error:
+            status = 404 if error.code == "unknown_programme" else 400
+            raise BadRequest(status, str(error)) from None
+        producer = self.runtime.producer
+        if producer is None:
+            raise BadRequest(503, "the worker is starting")
+        await send_update(producer, self.runtime.topics, event)
+        return answer({"accepted": True, "event": event}, status=202)
+
     async def stats(self, request: Any) -> web.Response:
         """The pipeline's counts; open, like /metrics (operations read it without a token)."""
         return answer(self.runtime.stats())
@@ -324,22 +371,22 @@ class Api:
 
     async def follow(self) -> None:
         topics = self.runtime.topics
-        names = ("scores", "kpi", "alerts", "standings")
-        scores, kpi, alerts, standings = (topics.output(n) for n in names)
+        names = ("scores", "kpi", "alerts", "standings", "programmes")
+        scores, kpi, alerts, standings, programmes = (topics.output(n) for n in names)
         codec = self.runtime.outputs.codec
         async for message in follow_topics(
             self.settings,
             self.runtime.bootstrap,
-            [scores, kpi, alerts, standings],
+            [scores, kpi, alerts, standings, programmes],
             self.view,
-            bounded=(scores, kpi, standings),
+            bounded=(scores, kpi, standings, programmes),
             calendar=LocalCalendar(self.runtime.plan.catalog.timezone),
         ):
             if message.value is None:  # a tombstone: the window left the retention
-                if message.topic != standings:
+                if message.topic in (scores, kpi):
                     self.view.forget_score(message.key)
                 continue
-            if message.topic in (alerts, standings):
+            if message.topic in (alerts, standings, programmes):
                 try:
                     record = await codec.decode_async(message.value)
                 except Exception as error:  # a corrupt record must not stop the following
@@ -348,8 +395,10 @@ class Api:
                     continue
                 if message.topic == alerts:
                     self.view.add_alert(record)
-                else:
+                elif message.topic == standings:
                     self.view.add_standings(record)
+                else:
+                    self.view.add_programme(record)
             else:
                 self.view.add_score(message.key, message.value)
 

@@ -92,6 +92,7 @@ class CemiCollector(Collector):
         yield from self._pipeline()
         yield from self._scores()
         yield from self._alerts()
+        yield from self._programmes()
         info = GaugeMetricFamily(
             "cemi_catalog_info", "Catalog version in force (value 1)", labels=["version"]
         )
@@ -269,6 +270,26 @@ class CemiCollector(Collector):
                     if value is not None:
                         _, service, _ = evaluator.key_of(-1 - index)
                         score.add_metric(["service", unit, service, "", "rolling"], value)
+
+    def _programmes(self) -> Iterator[Metric]:
+        attainment = GaugeMetricFamily(
+            "cemi_programme_attainment_ratio",
+            "An action programme indicator's attainment in the current month: value/target "
+            "(higher is better) or target/value (lower); 1 or more is on track",
+            labels=["programme", "indicator", "unit"],
+        )
+        newest: dict[tuple[str, str, str], tuple[int, dict[str, Any]]] = {}
+        for (_, (unit, kind, start)), records in self.scoring.publisher.latest_programmes().items():
+            if kind != "month":
+                continue
+            for (programme, indicator), record in records.items():
+                slot = (programme, indicator, unit)
+                if slot not in newest or newest[slot][0] < start:
+                    newest[slot] = (start, record)
+        for slot, (_, record) in sorted(newest.items()):
+            if record.get("attainment") is not None:
+                attainment.add_metric(list(slot), record["attainment"])
+        yield attainment
 
     def _alerts(self) -> Iterator[Metric]:
         active = GaugeMetricFamily(

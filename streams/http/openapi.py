@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from streams.core.events import SERVICES, TOUCHPOINT_PATTERN, UNIT_PATTERN
+from streams.core.events import ID_PATTERN, SERVICES, TOUCHPOINT_PATTERN, UNIT_PATTERN
 from streams.core.records import LEVELS
 from streams.core.windows import CALENDAR_KINDS
 
@@ -318,6 +318,71 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                     "403": _error("wrong token, or no CEMI_API_TOKEN configured"),
                     "404": _error("no such alert"),
                     "409": _error("the alert is resolved"),
+                    "413": _error("body too large"),
+                    "503": _error("the worker is starting"),
+                },
+            }
+        },
+        f"{PREFIX}/programmes": _get(
+            "getProgrammes",
+            "Action programmes: the newest window's record of a kind per unit, programme and "
+            "indicator (value, target in force, attainment, on_track, effect)",
+            [
+                _param("window", window, "window kind (default month)"),
+                _param("unit", unit, "unit code"),
+                _param("programme", {"type": "string", "pattern": ID_PATTERN.pattern}, "id"),
+            ],
+            _json(
+                "the matching programme records",
+                _obj(
+                    ["count", "programmes"],
+                    count=integer,
+                    programmes={"type": "array", "items": {"type": "object"}},
+                ),
+            ),
+            bad,
+            read_security,
+        ),
+        f"{PREFIX}/programmes/{{programme}}/updates": {
+            "post": {
+                "operationId": "reportProgrammeUpdate",
+                "summary": "Report a programme indicator's value (a programme_update event)",
+                "security": [{"bearer": []}],
+                "parameters": [
+                    _param(
+                        "programme", {"type": "string", "pattern": ID_PATTERN.pattern}, "id", "path"
+                    )
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        JSON: {
+                            "schema": {
+                                "type": "object",
+                                "additionalProperties": False,
+                                "required": ["unit", "indicator", "value"],
+                                "properties": {
+                                    "unit": {"type": "string", "pattern": UNIT_PATTERN.pattern},
+                                    "indicator": {
+                                        "type": "string",
+                                        "pattern": ID_PATTERN.pattern,
+                                    },
+                                    "value": {"type": "number"},
+                                    "event_time": {"type": "integer", "minimum": 0},
+                                },
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "202": _json(
+                        "the update was sent to the programme updates' topic",
+                        _obj(["accepted", "event"], accepted=boolean, event={"type": "object"}),
+                    ),
+                    "400": _error("bad body, or an indicator the programme does not have"),
+                    "401": _error("no bearer token"),
+                    "403": _error("wrong token, or no CEMI_API_TOKEN configured"),
+                    "404": _error("no such programme"),
                     "413": _error("body too large"),
                     "503": _error("the worker is starting"),
                 },

@@ -96,6 +96,8 @@ def register_api(app: Any, runtime: Runtime) -> Api:
         (f"{PREFIX}/units/{{unit}}", _view("api_unit", get=api.unit)),
         (f"{PREFIX}/alerts", _view("api_alerts", get=api.alerts)),
         (f"{PREFIX}/standings", _view("api_standings", get=api.standings)),
+        (f"{PREFIX}/programmes", _view("api_programmes", get=api.programmes)),
+        (f"{PREFIX}/programmes/{{programme}}/updates", _view("api_report", post=api.report)),
         (f"{PREFIX}/alerts/{{alert_id}}/ack", _view("api_ack", post=api.acknowledge)),
         (f"{PREFIX}/openapi.json", _view("api_openapi", get=api.openapi)),
         (f"{PREFIX}/stats", _view("api_stats", get=api.stats)),

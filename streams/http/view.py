@@ -67,6 +67,8 @@ class OutputView:
         self.alerts: dict[str, dict[str, Any]] = {}
         # the newest window's standings per (kind, service, touchpoint)
         self.standings: dict[tuple[str, str | None, str | None], dict[str, Any]] = {}
+        # the newest window's programme records per (kind, unit, programme, indicator)
+        self.programmes: dict[tuple[Any, ...], dict[str, Any]] = {}
         self.caught_up = False
         self.undecodable = 0
 
@@ -105,6 +107,14 @@ class OutputView:
         kept = self.standings.get(slot)  # type: ignore[arg-type]
         if kept is None or record.get("window_start_ms", 0) >= kept.get("window_start_ms", 0):
             self.standings[slot] = record  # type: ignore[index]
+
+    def add_programme(self, record: dict[str, Any]) -> None:
+        """Keep a programme record if its window is the newest of its kind for its unit,
+        programme and indicator."""
+        slot = tuple(record.get(k) for k in ("window", "unit", "programme", "indicator"))
+        kept = self.programmes.get(slot)
+        if kept is None or record.get("window_start_ms", 0) >= kept.get("window_start_ms", 0):
+            self.programmes[slot] = record
 
     def add_alert(self, record: dict[str, Any]) -> None:
         alert_id = record.get("alert_id")

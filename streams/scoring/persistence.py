@@ -138,6 +138,10 @@ def dump_control(state: PartitionState) -> bytes:
                     "guard": s.guard,
                     "next_chunk": s.next_chunk,
                     "alerts": _dump_rolling(s.rolling),
+                    "baselines": [
+                        [kind, start, [[*ref, points] for ref, points in kpis.items()]]
+                        for (kind, start), kpis in s.baselines.items()
+                    ],
                 }
                 for unit, s in state.units.items()
             },
@@ -238,6 +242,10 @@ def _load_control(state: PartitionState, control: dict[str, Any], now_ms: int) -
             guard=data["guard"],
             next_chunk=data["next_chunk"],
             rolling=_load_rolling(data["alerts"]),
+            baselines={
+                (kind, start): {(s, t, k): points for s, t, k, points in kpis}
+                for kind, start, kpis in data["baselines"]
+            },
         )
 
 

@@ -9,14 +9,15 @@ lateness, every row goes out once more with `final: true`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from streams.core.plan import ScoringPlan
+from streams.core.programmes import ProgrammeDef, baseline_start, programme_records
 from streams.core.records import MeanKey, Record, RecordKey, annotate, record_key, unit_rows
 from streams.core.rollup import score_unit
-from streams.core.windows import MERGED_KINDS
+from streams.core.windows import MERGED_KINDS, window_kind
 from streams.scoring.fold import PartitionState
 from streams.scoring.state import Window, WindowKey
 
@@ -25,6 +26,9 @@ from streams.scoring.state import Window, WindowKey
 class Publication:
     records: list[Record] = field(default_factory=list)
     stamps: list[int] = field(default_factory=list)  # each record's timestamp (event time)
+    # programme records of the windows published (`streams.core.programmes`), each with its
+    # record timestamp
+    programmes: list[tuple[Record, int]] = field(default_factory=list)
     # per published calendar window: its unit-level summary (for the network level)
     summaries: list[dict[str, Any]] = field(default_factory=list)
     # per window published with new events: publication minus its newest event's ingest
@@ -74,6 +78,9 @@ class Publisher:
         # the last published row per record key, per (partition, window)
         self._records: dict[tuple[int, WindowKey], dict[RecordKey, Record]] = {}
         self._without_network: set[tuple[int, WindowKey]] = set()  # published without means
+        # per (partition, window): the last published programme record per (programme,
+        # indicator), for metrics
+        self._programmes: dict[tuple[int, WindowKey], dict[tuple[str, str], Record]] = {}
         # per (partition, window): the signature of each row as last published
         self._signatures: dict[tuple[int, WindowKey], dict[RecordKey, tuple[Any, ...]]] = {}
 
@@ -182,7 +189,14 @@ class Publisher:
                 if closed or signatures.get(row_key) != signature:
                     signatures[row_key] = signature
                     going.append((row_key, row))
-            if not going:
+            programmes = []
+            for record in self._programme_records(state, key, self._scores[(state.partition, key)]):
+                programme_key = ("programme", unit, record["programme"], record["indicator"], None)
+                signature = _signature(record)
+                if closed or signatures.get(programme_key) != signature:
+                    signatures[programme_key] = signature
+                    programmes.append(record)
+            if not going and not programmes:
                 continue
             window.revision += 1
             window.final = closed
@@ -204,6 +218,11 @@ class Publisher:
                 published[row_key] = row
                 out.records.append(row)
                 out.stamps.append(stamp)
+            kept = self._programmes.setdefault((state.partition, key), {})
+            for record in programmes:
+                record.update(revision=window.revision, final=closed, published_at_ms=now_ms)
+                out.programmes.append((record, stamp))
+                kept[(record["programme"], record["indicator"])] = record
             out.summaries.append(
                 {
                     "unit": unit,
@@ -220,6 +239,49 @@ class Publisher:
             )
         return out
 
+    def _programme_records(
+        self, state: PartitionState, key: WindowKey, points: Mapping[RecordKey, float | None]
+    ) -> list[Record]:
+        """The unit window's programme records; a window just before a programme's start
+        keeps the points of the KPIs the programme improves (its effect's baseline)."""
+        unit, kind, start = key
+        programmes = [p for p in self.plan.programmes.values() if p.covers(unit)]
+        unit_state = state.units.get(unit)
+        if not programmes or unit_state is None:
+            return []
+        calendar = state.calendar
+        window = window_kind(kind)
+        for programme in programmes:
+            if baseline_start(calendar, window, programme) == start:
+                kept = unit_state.baselines.setdefault((kind, start), {})
+                for ref in programme.improves:
+                    kept[ref] = points.get(("kpi", unit, *ref))
+
+        def baseline(programme: ProgrammeDef) -> dict[RecordKey, float | None] | None:
+            kept = unit_state.baselines.get((kind, baseline_start(calendar, window, programme)))
+            if kept is None:
+                return None
+            return {("kpi", unit, *ref): value for ref, value in kept.items()}
+
+        def baseline_means(programme: ProgrammeDef) -> Mapping[MeanKey, float] | None:
+            view = self.means(kind, baseline_start(calendar, window, programme))
+            return view[1] if view is not None else None
+
+        view = self.means(kind, start)
+        return programme_records(
+            programmes,
+            unit=unit,
+            window=window,
+            window_start_ms=start,
+            calendar=calendar,
+            values=unit_state.programmes,
+            points=points,
+            baseline=baseline,
+            means=view[1] if view is not None else None,
+            baseline_means=baseline_means,
+            version=self.plan.version,
+        )
+
     def latest_scores(
         self,
     ) -> list[tuple[tuple[int, WindowKey], dict[RecordKey, float | None]]]:
@@ -230,9 +292,14 @@ class Publisher:
         """The last published row per record key, per (partition, window): metrics, API."""
         return self._records
 
+    def latest_programmes(self) -> dict[tuple[int, WindowKey], dict[tuple[str, str], Record]]:
+        """The last published programme records per (partition, window): metrics."""
+        return self._programmes
+
     def forget(self, partition: int, key: WindowKey) -> list[tuple[str, bytes]]:
         """Drop a window; returns (level, topic key) of each of its published records."""
         self._scores.pop((partition, key), None)
+        self._programmes.pop((partition, key), None)
         records = self._records.pop((partition, key), None) or {}
         self._signatures.pop((partition, key), None)
         self._without_network.discard((partition, key))
@@ -245,4 +312,6 @@ class Publisher:
             del self._records[cached]
         for cached in [k for k in self._signatures if k[0] == partition]:
             del self._signatures[cached]
+        for cached in [k for k in self._programmes if k[0] == partition]:
+            del self._programmes[cached]
         self._without_network = {k for k in self._without_network if k[0] != partition}

@@ -267,6 +267,9 @@ class ScoringService:
                 self.outputs.score_message(r, stamp)
                 for r, stamp in zip(publication.records, publication.stamps, strict=True)
             )
+            messages.extend(
+                self.outputs.programme_message(r, stamp) for r, stamp in publication.programmes
+            )
             messages.extend(self.outputs.summary_message(s) for s in publication.summaries)
             self.published_records += len(publication.records)
             if state.watermark_ms is not None and state.watermark_ms != runtime.progress_sent:

@@ -76,6 +76,11 @@ class UnitState:
     oldest_slice: int = -1  # no slice it holds starts before this (-1: it never held one)
     calendar: set[WindowKey] = field(default_factory=set)  # its calendar windows
     rolling: UnitRolling | None = None  # alert evaluation state
+    # (kind, start) of a window just before a programme's start -> the points then of the
+    # KPIs programmes improve (service, touchpoint, kpi): the baseline of their `effect`
+    baselines: dict[tuple[str, int], dict[tuple[str, str, str], float | None]] = field(
+        default_factory=dict
+    )
 
 
 @dataclass

@@ -25,6 +25,8 @@ from streams.tools.simulate.generator import DEFAULT_UNITS
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="CEMI streaming scorer.")
 catalog_app = typer.Typer(no_args_is_help=True, help="Work with scoring catalogs.")
 app.add_typer(catalog_app, name="catalog")
+programme_app = typer.Typer(no_args_is_help=True, help="Action programmes.")
+app.add_typer(programme_app, name="programme")
 
 EXIT_INVALID_CONFIG = 2
 
@@ -56,6 +58,7 @@ class OutputChoice(StrEnum):
     deadletter = "deadletter"
     late = "late"
     standings = "standings"
+    programmes = "programmes"
 
 
 class ScenarioChoice(StrEnum):
@@ -466,6 +469,46 @@ def ack(
         typer.echo(str(error), err=True)
         raise typer.Exit(1) from None
     typer.echo(f"acknowledged {alert_id} as {by}")
+
+
+@programme_app.command("report")
+def programme_report(
+    programme: Annotated[str, typer.Argument(help="Programme id in the catalog.")],
+    indicator: Annotated[str, typer.Argument(help="The programme's indicator id.")],
+    value: Annotated[float, typer.Argument(help="The indicator's value measured now.")],
+    unit: Annotated[str, typer.Option("--unit", help="The unit it was measured in.")],
+) -> None:
+    """Report an indicator's value (a programme_update event, checked against the catalog)."""
+    import asyncio
+
+    from aiokafka import AIOKafkaProducer
+
+    from streams.kafka_security import client_kwargs
+    from streams.programme_client import programme_update, send_update
+    from streams.topics import Topics
+
+    settings = _settings()
+    plan = ScoringPlan(_load(settings.catalog))
+    try:
+        event = programme_update(
+            plan.programmes, unit=unit, programme=programme, indicator=indicator, value=value
+        )
+    except InvalidEvent as error:
+        typer.echo(f"refused: {error}", err=True)
+        raise typer.Exit(EXIT_INVALID_CONFIG) from None
+
+    async def send() -> None:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=_bootstrap(settings), **client_kwargs(settings)
+        )
+        await producer.start()
+        try:
+            await send_update(producer, Topics(settings), event)
+        finally:
+            await producer.stop()
+
+    asyncio.run(send())
+    typer.echo(f"reported {programme}/{indicator} = {value:g} for {unit} ({event['event_id']})")
 
 
 @app.command()

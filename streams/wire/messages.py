@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from streams.contract.messages import TICK, Message
+from streams.core.programmes import programme_key
 from streams.core.standings import standings_key
 from streams.scoring.network import encode_summary, progress_key, summary_key
 from streams.scoring.publish import record_topic_key
@@ -35,6 +36,7 @@ class OutputMessages:
         self.alerts_topic = topics.output("alerts")
         self.deadletter_topic = topics.output("deadletter")
         self.standings_topic = topics.output("standings")
+        self.programmes_topic = topics.output("programmes")
 
     def _load_encoders(self) -> None:
         encoder = self.codec.encoder
@@ -44,10 +46,11 @@ class OutputMessages:
         self.encode_alert = encoder("Alert")
         self.encode_dead_letter = encoder("DeadLetter")
         self.encode_standings = encoder("Standings")
+        self.encode_programme = encoder("ProgrammeStatus")
 
     def use_registry(self, registry: SchemaRegistry) -> None:
         """Confluent-framed Avro from now on (see `OutputCodec.use_registry`)."""
-        names = ("kpi", "scores", "late", "alerts", "deadletter", "standings")
+        names = ("kpi", "scores", "late", "alerts", "deadletter", "standings", "programmes")
         topics = {name: self.topics.output(name) for name in names}
         self.codec.use_registry(registry, topics)
         self._load_encoders()
@@ -65,6 +68,11 @@ class OutputMessages:
         """A standings record, keyed by window, window start, service and touchpoint."""
         key = standings_key(record).encode()
         return self.standings_topic, self.encode_standings(record), key, None, stamp_ms
+
+    def programme_message(self, record: dict[str, Any], stamp_ms: int) -> Message:
+        """A programme record, keyed programme/unit/indicator/window/window_start."""
+        key = programme_key(record).encode()
+        return self.programmes_topic, self.encode_programme(record), key, None, stamp_ms
 
     def tombstones(self, keys: Iterable[tuple[str, bytes]]) -> list[Message]:
         """Deletions of published records, by (level, key): what compaction then drops."""

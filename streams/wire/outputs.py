@@ -42,6 +42,7 @@ OUTPUT_RECORDS: Final = {
     "alerts": "Alert",
     "deadletter": "DeadLetter",
     "standings": "Standings",
+    "programmes": "ProgrammeStatus",
 }
 FORMATS: Final = ("avro", "json")
 _JSON_START: Final = ord("{")

@@ -59,7 +59,7 @@ def test_dashboards_have_unique_uids_panel_ids_and_the_prometheus_datasource() -
                 assert panel["targets"], f"{path.name}: {panel['title']} has no query"
         variables = {v["name"]: v for v in board["templating"]["list"]}
         assert variables["datasource"]["query"] == "prometheus"
-    assert uids == {"cemi-network", "cemi-unit", "cemi-alerts", "cemi-pipeline"}
+    assert uids == {"cemi-network", "cemi-unit", "cemi-alerts", "cemi-pipeline", "cemi-programmes"}
 
 
 def grafana_free(expr: str) -> str:

@@ -41,7 +41,14 @@ def fake_scoring(units: int) -> Any:
                 rows[key] = {"score": None if excluded else 2.5, "value": 0.93, "kpi": kpi}
             records[(u % 4, (unit, kind, 0))] = rows
     return SimpleNamespace(
-        publisher=SimpleNamespace(latest_records=lambda: records),
+        publisher=SimpleNamespace(
+            latest_records=lambda: records,
+            latest_programmes=lambda: {
+                (0, ("HPG", "month", 0)): {
+                    ("install_recovery_hpg", "technicians_trained_share"): {"attainment": 0.6}
+                }
+            },
+        ),
         partitions={},
         evaluator=None,
         counts=lambda: SimpleNamespace(scored=10, duplicates=1, late=2, replayed=3),
@@ -71,6 +78,10 @@ def test_exposition_is_byte_for_byte_generate_latest_for_the_worker_collector() 
     assert fast == exposition(registry)  # a scrape observes nothing
     assert 'cemi_kpi_excluded{kpi="kpi0",' in text
     assert 'cemi_events_dead_lettered_total{reason="unit_cap"} 1.0' in text
+    assert (
+        'cemi_programme_attainment_ratio{indicator="technicians_trained_share",'
+        'programme="install_recovery_hpg",unit="HPG"} 0.6'
+    ) in text
 
 
 def test_exposition_escapes_label_values_like_generate_latest() -> None:

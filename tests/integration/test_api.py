@@ -308,6 +308,8 @@ def test_openapi_document_matches_the_implementation(deployment: Any) -> None:
         "GET /api/v1/alerts",
         "GET /api/v1/standings",
         "GET /api/v1/stats",
+        "GET /api/v1/programmes",
+        "POST /api/v1/programmes/{programme}/updates",
         "POST /api/v1/alerts/{alert_id}/ack",
         "GET /healthz",
         "GET /readyz",

@@ -87,3 +87,51 @@ def test_a_quarter_stays_whole_after_a_restart_and_its_months_stay_while_its_yea
     reloaded = load_state(0, state.config, list(feeder.table.items()), 0)  # type: ignore[arg-type]
     assert reloaded.accumulators_of(q3) == before
     assert reloaded.windows[q3].revision == state.windows[q3].revision
+
+
+def test_programme_records_of_the_stream_equal_the_batch(default_plan: ScoringPlan) -> None:
+    """HPG history from mid-October across the programme's start (1 November): the stream
+    keeps the October baseline when it publishes October, and its November records (value,
+    target, attainment, the unit's effect) equal `cemi score`'s."""
+    start = local_ms("2026-10-20 00:00")
+    generator = Generator(units=("HPG", "QBH"), start_ms=start, span_ms=20 * DAY_MS, seed=12)
+    events = list(generator.events(12_000))
+    for day, value in ((25, 0.1), (3, 0.2), (6, 0.35)):  # Oct 25, Nov 3, Nov 6
+        month = 10 if day > 20 else 11
+        events.append(
+            {
+                "type": "programme_update",
+                "event_id": f"pu-{month}-{day}",
+                "event_time": local_ms(f"2026-{month}-{day:02d} 09:00"),
+                "unit": "HPG",
+                "programme": "install_recovery_hpg",
+                "indicator": "technicians_trained_share",
+                "value": value,
+            }
+        )
+    events.sort(key=lambda e: e["event_time"])
+    service, _ = fold(default_plan, events)
+    messages = service.emit().messages
+    stream = {
+        (r["window"], r["window_start"], r["indicator"]): r
+        for m in messages
+        if m[0] == "programme"
+        for r in (m[1],)
+    }
+    replay = Replay(default_plan)
+    replay.add_lines(orjson.dumps(e) for e in events)
+    compared = 0
+    for kind in ("month", "day"):
+        for record in replay.records(kind, complete=True):
+            if record["level"] != "programme":
+                continue
+            got = stream[(kind, record["window_start"], record["indicator"])]
+            for field in ("value", "target", "attainment", "on_track"):
+                assert got[field] == record[field], (record["window_start"], field)
+            assert [e["unit_delta"] for e in got["effect"]] == [
+                e["unit_delta"] for e in record["effect"]
+            ]
+            compared += 1
+    assert compared > 10
+    november = stream[("month", "2026-11-01T00:00:00+07:00", "technicians_trained_share")]
+    assert november["value"] == 0.35 and november["effect"][0]["unit_delta"] is not None

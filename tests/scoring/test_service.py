@@ -21,6 +21,9 @@ class RecordingOutputs:
     def score_message(self, record: dict[str, Any], stamp_ms: int | None = None) -> Any:
         return ("score", record, None, stamp_ms)
 
+    def programme_message(self, record: dict[str, Any], stamp_ms: int) -> Any:
+        return ("programme", record, None, stamp_ms)
+
     def outbox_message(self, kind: str, record: dict[str, Any]) -> Any:
         return (kind, record, None, None)
 
