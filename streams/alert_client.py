@@ -44,6 +44,7 @@ def ack_record(alert: dict[str, Any], by: str) -> dict[str, Any]:
         "unit": alert["unit"],
         "service": alert["service"],
         "touchpoint": alert["touchpoint"],
+        "rule": alert.get("rule"),
         "by": by,
         "at_ms": int(time.time() * 1000),
     }

@@ -56,6 +56,10 @@ class ProgrammeDef:
     improves: tuple[KpiRef, ...]
     indicators: dict[str, IndicatorDef]
 
+    def due_ends(self, indicator: IndicatorDef, timezone: ZoneInfo) -> list[int]:
+        """Each phase's deadline: the local midnight after its due date."""
+        return [_local_midnight(due + timedelta(days=1), timezone) for due, _ in indicator.phases]
+
     def covers(self, unit: str) -> bool:
         return self.units is None or unit in self.units
 
@@ -140,11 +144,16 @@ class ProgrammeValues:
 
     def at(self, programme: str, indicator: str, end_ms: int) -> float | None:
         """The latest value before `end_ms` (a window's exclusive end), or None."""
+        latest = self.latest(programme, indicator, end_ms)
+        return latest[1] if latest is not None else None
+
+    def latest(self, programme: str, indicator: str, end_ms: int) -> tuple[int, float] | None:
+        """(time, value) of the latest snapshot before `end_ms`, or None."""
         times = self._times.get((programme, indicator))
         if not times:
             return None
         i = bisect_right(times, end_ms - 1)
-        return self._values[(programme, indicator)][i - 1] if i else None
+        return (times[i - 1], self._values[(programme, indicator)][i - 1]) if i else None
 
     def snapshots(self) -> list[list[Any]]:
         """[programme, indicator, [[time, value], ...]] per indicator (persisted as JSON)."""

@@ -35,6 +35,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector, CollectorRegistry
 from prometheus_client.utils import floatToGoString
 
+from streams.scoring.programme_alerts import RULE
 from streams.scoring.service import ScoringService
 
 # event ingest -> score publication; the emit interval (1 s by default) is the floor
@@ -294,20 +295,26 @@ class CemiCollector(Collector):
     def _alerts(self) -> Iterator[Metric]:
         active = GaugeMetricFamily(
             "cemi_alert_active",
-            "1 while the alert fires; `owner`: the catalog's team or role for it",
-            labels=["unit", "service", "touchpoint", "rule", "owner"],
+            "1 while the alert fires; `owner`: the catalog's team or role for it; "
+            "`programme`, `indicator`: for the programme_behind rule",
+            labels=["unit", "service", "touchpoint", "rule", "owner", "programme", "indicator"],
         )
         evaluator = self.scoring.evaluator
+        programmes = evaluator.plan.programmes if evaluator is not None else {}
         for runtime in self.scoring.partitions.values():
             for unit, unit_state in sorted(runtime.state.units.items()):
                 rolling = unit_state.rolling
-                if rolling is None:
-                    continue
-                for index, machine in sorted(rolling.machines.items()):
+                for index, machine in sorted(rolling.machines.items() if rolling else ()):
                     if machine.state == "firing":
                         rule, service, touchpoint = evaluator.key_of(index)
                         owner = _label(evaluator.owner_of(index))
-                        active.add_metric([unit, service, touchpoint or "", rule, owner], 1.0)
+                        labels = [unit, service, touchpoint or "", rule, owner, "", ""]
+                        active.add_metric(labels, 1.0)
+                for (programme, indicator), behind in sorted(unit_state.programme_alerts.items()):
+                    if behind.state == "firing":
+                        owner = programmes[programme].owner
+                        labels = [unit, "", "", RULE, owner, programme, indicator]
+                        active.add_metric(labels, 1.0)
         yield active
 
 

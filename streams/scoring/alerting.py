@@ -498,4 +498,6 @@ class AlertEvaluator:
             "top_kpis": top,
             "excluded_kpis": excluded,
             "owner": self.owner_of(index),
+            "programme": None,
+            "indicator": None,
         }

@@ -18,7 +18,9 @@ from typing import Any
 from streams.contract.envelope import Row
 from streams.core.accumulators import Accumulators, add, merge
 from streams.core.events import SNAPSHOT_TYPES
+from streams.core.programmes import ProgrammeDef
 from streams.core.windows import MERGED_KINDS, LocalCalendar, is_final, slice_start_ms
+from streams.scoring import programme_alerts
 from streams.scoring.alerting import AlertEvaluator
 from streams.scoring.outbox import Outbox, late_record, unit_cap_record
 from streams.scoring.rolling import UnitRolling
@@ -296,6 +298,28 @@ class PartitionState:
                     unit, state.rolling, state.slices, bases, self.watermark_ms, self.inhibitions
                 ),
             )
+        programmes = list(evaluator.plan.programmes.values())
+        if programmes:
+            self._step_programmes(programmes, evaluator.plan.version)
+
+    def _step_programmes(self, programmes: list[ProgrammeDef], version: str) -> None:
+        """The programme_behind alerts of every unit (`streams.scoring.programme_alerts`)."""
+        assert self.watermark_ms is not None
+        zone = self.calendar.zone
+        for unit, state in self.units.items():
+            self.outbox.extend(
+                "alert",
+                programme_alerts.step(
+                    programmes,
+                    unit,
+                    state.programme_alerts,
+                    state.programmes,
+                    self.watermark_ms,
+                    self.config.allowed_lateness_ms,
+                    zone,
+                    version,
+                ),
+            )
 
     def acknowledge(
         self, evaluator: AlertEvaluator, unit: str, index: int, by: str, now_ms: int
@@ -306,6 +330,21 @@ class PartitionState:
         if state is None or state.rolling is None:
             return False
         records = evaluator.acknowledge(unit, state.rolling, index, by, now_ms)
+        self.outbox.extend("alert", records)
+        return bool(records)
+
+    def acknowledge_programme(
+        self, evaluator: AlertEvaluator, unit: str, wanted_id: str, by: str
+    ) -> bool:
+        """Mark a firing programme_behind alert acknowledged (its record to the outbox)."""
+        state = self.units.get(unit)
+        if state is None:
+            return False
+        plan = evaluator.plan
+        records = programme_alerts.acknowledge(
+            plan.programmes, unit, state.programme_alerts, state.programmes, wanted_id, by,
+            plan.version,
+        )  # fmt: skip
         self.outbox.extend("alert", records)
         return bool(records)
 

@@ -30,6 +30,7 @@ from streams.core.alerts import AlertState
 from streams.scoring.fold import PartitionState
 from streams.scoring.keys import bases_key, control_key, seen_key, slices_key, window_key
 from streams.scoring.outbox import Outbox
+from streams.scoring.programme_alerts import ProgrammeMachine
 from streams.scoring.rolling import UnitRolling
 from streams.scoring.state import Counts, FoldConfig, UnitState, Window
 
@@ -138,6 +139,9 @@ def dump_control(state: PartitionState) -> bytes:
                     "guard": s.guard,
                     "next_chunk": s.next_chunk,
                     "alerts": _dump_rolling(s.rolling),
+                    "programme_alerts": [
+                        [*key, *m.dump()] for key, m in s.programme_alerts.items()
+                    ],
                     "baselines": [
                         [kind, start, [[*ref, points] for ref, points in kpis.items()]]
                         for (kind, start), kpis in s.baselines.items()
@@ -242,6 +246,9 @@ def _load_control(state: PartitionState, control: dict[str, Any], now_ms: int) -
             guard=data["guard"],
             next_chunk=data["next_chunk"],
             rolling=_load_rolling(data["alerts"]),
+            programme_alerts={
+                (p, i): ProgrammeMachine(*machine) for p, i, *machine in data["programme_alerts"]
+            },
             baselines={
                 (kind, start): {(s, t, k): points for s, t, k, points in kpis}
                 for kind, start, kpis in data["baselines"]

@@ -18,6 +18,7 @@ from typing import Any
 from streams.contract.envelope import read_envelope
 from streams.contract.messages import Ackable, Message, Outputs
 from streams.core.plan import ScoringPlan
+from streams.scoring import programme_alerts
 from streams.scoring.alerting import AlertEvaluator
 from streams.scoring.expiry import expire, expire_slices
 from streams.scoring.fold import PartitionState
@@ -327,6 +328,10 @@ class ScoringService:
         index = self.evaluator.index_of(ack["service"], ack.get("touchpoint"))
         if index is not None:
             runtime.state.acknowledge(self.evaluator, ack["unit"], index, ack["by"], now_ms)
+        if ack.get("rule") == programme_alerts.RULE:
+            runtime.state.acknowledge_programme(
+                self.evaluator, ack["unit"], ack["alert_id"], ack["by"]
+            )
         runtime.pending.append(event)
         runtime.flush_wanted = True
 

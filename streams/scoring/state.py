@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from streams.core.accumulators import Accumulators
 from streams.core.programmes import ProgrammeValues
 from streams.core.subscriber_base import SubscriberBases
+from streams.scoring.programme_alerts import ProgrammeMachine
 from streams.scoring.rolling import UnitRolling
 
 WindowKey = tuple[str, str, int]  # (unit, kind, start_ms)
@@ -81,6 +82,8 @@ class UnitState:
     baselines: dict[tuple[str, int], dict[tuple[str, str, str], float | None]] = field(
         default_factory=dict
     )
+    # (programme, indicator) -> its programme_behind alert machine
+    programme_alerts: dict[tuple[str, str], ProgrammeMachine] = field(default_factory=dict)
 
 
 @dataclass

@@ -205,3 +205,49 @@ def test_the_default_catalog_compiles_its_programme_to_local_midnights() -> None
     assert programme.start_ms == local_ms("2026-11-01 00:00")
     assert programme.end_ms == local_ms("2027-04-01 00:00")  # the end date is included
     assert programme.covers("HPG") and not programme.covers("QBH")
+
+
+def test_a_missed_phase_fires_to_the_owner_and_resolves_when_the_target_is_reached() -> None:
+    """technicians_trained_share: 0.3 on 20 Dec, short of the 0.5 due on 31 Dec, so at the
+    deadline (1 Jan 00:00 local) it fires, once the watermark passed it plus the lateness;
+    0.6 on 10 Jan reaches 0.5: resolved, dated 10 Jan. install_backlog_orders: 100 open
+    orders against 120 (lower is better): on track, no alert."""
+    from zoneinfo import ZoneInfo
+
+    from streams.scoring.programme_alerts import ProgrammeMachine, step
+
+    (programme,) = compile_programmes(load_catalog()).values()
+    values = ProgrammeValues()
+    values.add(programme.programme, "technicians_trained_share", local_ms("2026-12-20 09:00"), 0.3)
+    values.add(programme.programme, "install_backlog_orders", local_ms("2026-12-20 09:00"), 100.0)
+    machines: dict[tuple[str, str], ProgrammeMachine] = {}
+    lateness = 600_000
+    zone = ZoneInfo("Asia/Ho_Chi_Minh")
+
+    def at(watermark: str) -> list[tuple[str, str]]:
+        records = step(
+            [programme], "HPG", machines, values, local_ms(watermark), lateness, zone, "v"
+        )
+        return [(r["state"], r["indicator"]) for r in records]
+
+    assert at("2027-01-01 00:05") == []  # the deadline is not final yet
+    fired = step(
+        [programme], "HPG", machines, values, local_ms("2027-01-01 00:10"), lateness, zone, "v"
+    )
+    assert [(r["state"], r["indicator"], r["owner"]) for r in fired] == [
+        ("firing", "technicians_trained_share", "HPG technical centre")
+    ]
+    assert fired[0]["started_at_ms"] == local_ms("2027-01-01 00:00")
+    assert (fired[0]["score"], fired[0]["threshold"]) == (0.3, 0.5)
+    assert at("2027-01-05 00:00") == []  # still behind: no duplicate
+    values.add(programme.programme, "technicians_trained_share", local_ms("2027-01-10 09:00"), 0.6)
+    resolved = step(
+        [programme], "HPG", machines, values, local_ms("2027-01-11 00:00"), lateness, zone, "v"
+    )
+    assert [(r["state"], r["resolved_at_ms"]) for r in resolved] == [
+        ("resolved", local_ms("2027-01-10 09:00"))
+    ]
+    assert resolved[0]["alert_id"] == fired[0]["alert_id"]
+    assert at("2027-02-01 00:00") == []
+    trained = machines[(programme.programme, "technicians_trained_share")]
+    assert (trained.checked, trained.state) == (1, "normal")  # one phase checked, resolved

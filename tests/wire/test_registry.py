@@ -320,6 +320,8 @@ def test_command_line_readers_decode_every_output_format(fake_registry: FakeRegi
         "top_kpis": [],
         "excluded_kpis": [],
         "owner": "HPG technical centre",
+        "programme": None,
+        "indicator": None,
         "published_at_ms": 2,
     }
     single = encode(alert_schema, alert)
