@@ -73,6 +73,8 @@ class Board:
     # the newest day's unit ranking (cx.cemi.standings): unit -> its standing
     ranking: dict[str, dict[str, Any]] = field(default_factory=dict)
     ranking_start_ms: int = -1
+    # the newest day's programme records (cx.cemi.programmes) per (programme, unit, indicator)
+    programmes: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
     stats: dict[str, Any] = field(default_factory=dict)
     samples: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=RATE_SAMPLES))
     problems: list[str] = field(default_factory=list)
@@ -100,6 +102,14 @@ class Board:
         if record.get("window_start_ms", -1) >= self.ranking_start_ms:
             self.ranking_start_ms = record["window_start_ms"]
             self.ranking = {entry["unit"]: entry for entry in record.get("units", [])}
+
+    def add_programme(self, record: dict[str, Any]) -> None:
+        if record.get("window") != "day":
+            return
+        key = (record["programme"], record["unit"], record["indicator"])
+        old = self.programmes.get(key)
+        if old is None or record["window_start_ms"] >= old["window_start_ms"]:
+            self.programmes[key] = record
 
     def add_alert(self, record: dict[str, Any]) -> None:
         if "undecodable" in record:
@@ -208,6 +218,31 @@ def alerts_panel(board: Board, limit: int = 5) -> Panel:
     return Panel(table, title=f"Alerts ({len(board.alerts)})")
 
 
+def programmes_panel(board: Board) -> Panel:
+    """Each action programme's indicators today: value against the target in force."""
+    table = Table.grid(padding=(0, 2))
+    for (programme, unit, indicator), record in sorted(board.programmes.items()):
+        value, attained = record.get("value"), record.get("attainment")
+        shown = "–" if value is None else f"{value:g}"
+        progress = "–" if attained is None else f"{attained:.0%}"
+        style = "green" if record.get("on_track") else "red"
+        effects = " ".join(
+            f"{e['kpi']} {e['unit_delta']:+.2f}"
+            for e in record.get("effect", [])
+            if e.get("unit_delta") is not None
+        )
+        table.add_row(
+            f"{programme} {unit}",
+            indicator,
+            f"{shown} / {record['target']:g}",
+            Text(progress, style=style),
+            Text(effects, style="dim"),
+        )
+    if not board.programmes:
+        return Panel(Text("no programme updates yet", style="dim"), title="Action programmes")
+    return Panel(table, title="Action programmes (value / target, attainment, effect)")
+
+
 def status_line(board: Board) -> Text:
     rate = board.events_per_s()
     elapsed = int(time.monotonic() - board.started)
@@ -250,7 +285,13 @@ def render(board: Board) -> RenderableType:
         return Group(Text(WAITING, style="bold yellow"), status_line(board))
     side = Table.grid(padding=(0, 1))
     side.add_row(worst_panel(today), alerts_panel(board))
-    return Group(header(board, today), units_table(board, today), side, status_line(board))
+    return Group(
+        header(board, today),
+        units_table(board, today),
+        side,
+        programmes_panel(board),
+        status_line(board),
+    )
 
 
 # --- background tasks --------------------------------------------------------------------
@@ -337,6 +378,14 @@ async def session(
         "standings reader": asyncio.create_task(
             follow_topic(
                 url, settings.topic("cemi.standings"), board.add_standings, client_kwargs(settings)
+            )
+        ),
+        "programmes reader": asyncio.create_task(
+            follow_topic(
+                url,
+                settings.topic("cemi.programmes"),
+                board.add_programme,
+                client_kwargs(settings),
             )
         ),
         "stats poller": asyncio.create_task(poll_stats(stats_url(settings)(port), board)),

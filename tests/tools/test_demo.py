@@ -36,3 +36,28 @@ def test_the_units_are_listed_by_their_rank_with_their_move_since_the_day_before
     rows = rendered(board)
     assert [row.split("│")[2].strip() for row in rows] == ["QBH", "HPG", "HNI"]
     assert [row.split("│")[1].strip() for row in rows] == ["1 ↑2", "2 ↓1", "–"]
+
+
+def test_the_programmes_panel_shows_value_target_attainment_and_effect() -> None:
+    from streams.tools.demo import programmes_panel
+
+    board = Board(units=("HPG",))
+    record = {
+        "window": "day",
+        "window_start_ms": 5,
+        "programme": "install_recovery_hpg",
+        "unit": "HPG",
+        "indicator": "technicians_trained_share",
+        "value": 0.3,
+        "target": 0.5,
+        "attainment": 0.6,
+        "on_track": False,
+        "effect": [{"kpi": "install_on_time", "unit_delta": 1.25}],
+    }
+    board.add_programme(record)
+    board.add_programme({**record, "window_start_ms": 4, "value": 0.9})  # an older day
+    console = Console(record=True, width=200)
+    console.print(programmes_panel(board))
+    text = console.export_text()
+    assert "technicians_trained_share" in text and "0.3 / 0.5" in text and "60%" in text
+    assert "install_on_time +1.25" in text

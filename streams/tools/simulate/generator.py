@@ -53,6 +53,7 @@ TOUCHPOINTS: Final = (
 # 15 completed cancellations per 1,000 subscribers per 30 days (1.5 % monthly churn)
 SUBSCRIBERS_PER_DAILY_EVENT: Final = 20.0
 DIGITAL: Final = ("web", "app", "chatbot")
+RECOVERY_PROGRAMME: Final = "install_recovery_hpg"  # the default catalog's action programme
 OTHER_CHANNELS: Final = ("store", "call_center", "field", "social")
 
 
@@ -111,11 +112,14 @@ class Generator:
         recent: list[dict[str, Any]] = []
         step = self.span_ms / max(count, 1)
         self._daily_events = count * DAY_MS / max(self.span_ms, 1) / len(self.units)
+        updates = self._programme_updates()
         for i in range(count):
             time_ms = self.start_ms + int(i * step)
             while next_snapshot <= time_ms:
                 yield from self._snapshots(next_snapshot, i)
                 next_snapshot += DAY_MS
+            while updates and updates[0]["event_time"] <= time_ms:
+                yield updates.pop(0)
             if recent and rng.random() < self.duplicate_ratio:
                 yield dict(rng.choice(recent))  # a re-sent event: same event_id
                 continue
@@ -142,6 +146,37 @@ class Generator:
                         self._base(service) * (0.5 + self._quality[unit]) + sequence % 97
                     ),
                 }
+
+    def _programme_updates(self) -> list[dict[str, Any]]:
+        """An install backlog's recovery programme (the default catalog's
+        `install_recovery_hpg`): from the incident on, its indicators improve steadily to the
+        end of the span, about 60 updates each (at most one per 30 s)."""
+        end = self.start_ms + self.span_ms
+        out: list[dict[str, Any]] = []
+        for incident in self.incidents:
+            if incident.scenario != "install_backlog":
+                continue
+            length = max(1, end - incident.start_ms)
+            step = max(length // 60, 30_000)
+            for time_ms in range(incident.start_ms, end, step):
+                progress = (time_ms - incident.start_ms) / length
+                for indicator, value in (
+                    ("technicians_trained_share", round(0.1 + 0.85 * progress, 3)),
+                    ("install_backlog_orders", round(220 - 190 * progress, 1)),
+                ):
+                    event_id = f"{self.seed}-programme-{incident.unit}-{indicator}-{time_ms}"
+                    out.append(
+                        {
+                            "type": "programme_update",
+                            "event_id": event_id,
+                            "event_time": time_ms,
+                            "unit": incident.unit,
+                            "programme": RECOVERY_PROGRAMME,
+                            "indicator": indicator,
+                            "value": value,
+                        }
+                    )
+        return sorted(out, key=lambda e: e["event_time"])
 
     def _base(self, service: str) -> float:
         if self.base_subscribers is not None:
