@@ -77,7 +77,13 @@ class Publisher:
         self._scores: dict[tuple[int, WindowKey], dict[RecordKey, float | None]] = {}
         # the last published row per record key, per (partition, window)
         self._records: dict[tuple[int, WindowKey], dict[RecordKey, Record]] = {}
-        self._without_network: set[tuple[int, WindowKey]] = set()  # published without means
+        # per (partition, window) published without some network means it reads (its own, or
+        # a programme baseline's): the (kind, start) of those; once they all are known, the
+        # window goes out once more, even when final
+        self._without_network: dict[tuple[int, WindowKey], set[tuple[str, int]]] = {}
+        # per (partition, window) with programme records: the network means of the KPIs
+        # their effect reads, as last published
+        self._means_read: dict[tuple[int, WindowKey], tuple[float | None, ...]] = {}
         # per (partition, window): the last published programme record per (programme,
         # indicator), for metrics
         self._programmes: dict[tuple[int, WindowKey], dict[tuple[str, str], Record]] = {}
@@ -157,23 +163,33 @@ class Publisher:
                         state.windows[key].changed = True
         for key in sorted(state.windows):  # calendar windows
             window = state.windows[key]
-            if window.final:
+            # published before the network level knew what it reads: once it does, the rows
+            # get their delta_network (once; later moves of the network means do not publish)
+            missing = self._without_network.get((state.partition, key))
+            awaiting_network = bool(missing) and all(
+                self.means(kind, start) is not None for kind, start in missing or ()
+            )
+            # a programme's effect reads the network means of its KPIs: when they move (more
+            # units' summaries reached the network level), the window goes out again
+            means_read = self._programme_means(state, key)
+            if means_read != self._means_read.get((state.partition, key), ()):
+                awaiting_network = True
+            if window.final and not awaiting_network:
                 continue
             closed = state.is_closed(key)
             if not closed and not open_windows:
                 continue
-            # published before the network level knew the window: once it does, the rows get
-            # their delta_network (once; later moves of the network means do not re-publish)
-            awaiting_network = (state.partition, key) in self._without_network and self.means(
-                key[1], key[2]
-            ) is not None
             if not window.changed and not closed and not awaiting_network:
                 continue
             rows = self._annotated_rows(state, key, window)
-            if self.means(key[1], key[2]) is None:
-                self._without_network.add((state.partition, key))
+            if means_read:
+                self._means_read[(state.partition, key)] = means_read
+            needed = {(key[1], key[2]), *self._baselines_read(state, key)}
+            missing = {(k, s) for k, s in needed if self.means(k, s) is None}
+            if missing:
+                self._without_network[(state.partition, key)] = missing
             else:
-                self._without_network.discard((state.partition, key))
+                self._without_network.pop((state.partition, key), None)
             unit, kind, start = key
             window_start = rows[0]["window_start"]
             window.changed = False
@@ -239,6 +255,34 @@ class Publisher:
             )
         return out
 
+    def _programme_means(self, state: PartitionState, key: WindowKey) -> tuple[float | None, ...]:
+        """The network means a window's programme records read: each improved KPI's mean in
+        the window and in the programme's baseline window (empty: no programme record)."""
+        unit, kind, start = key
+        window = window_kind(kind)
+        read: list[float | None] = []
+        for programme in self.plan.programmes.values():
+            if not programme.covers(unit) or not programme.overlaps(start, state.window_end(key)):
+                continue
+            now = self.means(kind, start)
+            before = self.means(kind, baseline_start(state.calendar, window, programme))
+            for service, touchpoint, kpi in programme.improves:
+                mean_key = ("kpi", service, touchpoint, kpi)
+                read.append(now[1].get(mean_key) if now else None)
+                read.append(before[1].get(mean_key) if before else None)
+        return tuple(read)
+
+    def _baselines_read(self, state: PartitionState, key: WindowKey) -> set[tuple[str, int]]:
+        """The baseline windows (kind, start) whose network means the window's programme
+        records read."""
+        unit, kind, start = key
+        window = window_kind(kind)
+        return {
+            (kind, baseline_start(state.calendar, window, p))
+            for p in self.plan.programmes.values()
+            if p.covers(unit) and p.overlaps(start, state.window_end(key))
+        }
+
     def _programme_records(
         self, state: PartitionState, key: WindowKey, points: Mapping[RecordKey, float | None]
     ) -> list[Record]:
@@ -300,9 +344,10 @@ class Publisher:
         """Drop a window; returns (level, topic key) of each of its published records."""
         self._scores.pop((partition, key), None)
         self._programmes.pop((partition, key), None)
+        self._means_read.pop((partition, key), None)
         records = self._records.pop((partition, key), None) or {}
         self._signatures.pop((partition, key), None)
-        self._without_network.discard((partition, key))
+        self._without_network.pop((partition, key), None)
         return [(r["level"], record_topic_key(r)) for r in records.values()]
 
     def forget_partition(self, partition: int) -> None:
@@ -314,4 +359,8 @@ class Publisher:
             del self._signatures[cached]
         for cached in [k for k in self._programmes if k[0] == partition]:
             del self._programmes[cached]
-        self._without_network = {k for k in self._without_network if k[0] != partition}
+        for cached in [k for k in self._means_read if k[0] == partition]:
+            del self._means_read[cached]
+        self._without_network = {
+            k: v for k, v in self._without_network.items() if k[0] != partition
+        }
