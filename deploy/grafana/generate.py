@@ -159,6 +159,30 @@ def grid(title: str, *targets: Dataquery, transformations: list[Any], w: int = 2
     return panel
 
 
+def sorted_grid(
+    title: str,
+    expr: str,
+    value: str,
+    thresholds: ThresholdsConfig,
+    hidden: tuple[str, ...] = (),
+) -> Any:
+    """The series of `expr` now, one row each, lowest `value` first, coloured by it."""
+    excluded = dict.fromkeys(("Time", "__name__", "job", "instance", *hidden), True)
+    return (
+        grid(
+            title,
+            query(expr, instant=True, fmt=True),
+            transformations=[
+                t("organize", {"excludeByName": excluded, "renameByName": {"Value": value}}),
+                t("sortBy", {"sort": [{"field": value}]}),
+            ],
+        )
+        .decimals(2)
+        .display_mode(TableCellDisplayMode.COLOR_BACKGROUND)
+        .thresholds(thresholds)
+    )
+
+
 def colour_by_class() -> list[DynamicConfigValue]:
     return [
         DynamicConfigValue(id_val="custom.cellOptions", value={"type": "color-background"}),
@@ -478,34 +502,13 @@ def alerts() -> Dashboard:
             big("Units alerting", query("count(count by (unit) (cemi_alert_active)) or vector(0)"))
         )
         .with_panel(
-            grid(
+            sorted_grid(
                 "Firing alerts with their rolling-window CEMI",
-                query(
-                    'cemi_score{window="rolling"} and on (unit, service, touchpoint) '
-                    "cemi_alert_active",
-                    instant=True,
-                    fmt=True,
-                ),
-                transformations=[
-                    t(
-                        "organize",
-                        {
-                            "excludeByName": {
-                                "Time": True,
-                                "__name__": True,
-                                "job": True,
-                                "instance": True,
-                                "window": True,
-                            },
-                            "renameByName": {"Value": "rolling CEMI"},
-                        },
-                    ),
-                    t("sortBy", {"sort": [{"field": "rolling CEMI"}]}),
-                ],
+                'cemi_score{window="rolling"} and on (unit, service, touchpoint) cemi_alert_active',
+                "rolling CEMI",
+                classes(),
+                hidden=("window",),
             )
-            .decimals(2)
-            .display_mode(TableCellDisplayMode.COLOR_BACKGROUND)
-            .thresholds(classes())
         )
         .with_panel(
             ts(
@@ -563,28 +566,12 @@ def programmes() -> Dashboard:
             .color_mode(BigValueColorMode.BACKGROUND)
         )
         .with_panel(
-            grid(
+            sorted_grid(
                 "Attainment per programme, indicator and unit (1 = on target)",
-                query("cemi_programme_attainment_ratio", instant=True, fmt=True),
-                transformations=[
-                    t(
-                        "organize",
-                        {
-                            "excludeByName": {
-                                "Time": True,
-                                "__name__": True,
-                                "job": True,
-                                "instance": True,
-                            },
-                            "renameByName": {"Value": "attainment"},
-                        },
-                    ),
-                    t("sortBy", {"sort": [{"field": "attainment"}]}),
-                ],
+                "cemi_programme_attainment_ratio",
+                "attainment",
+                on_track,
             )
-            .decimals(2)
-            .display_mode(TableCellDisplayMode.COLOR_BACKGROUND)
-            .thresholds(on_track)
         )
         .with_panel(
             ts(

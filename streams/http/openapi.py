@@ -68,6 +68,35 @@ def _get(
     return {"get": operation}
 
 
+def _post(
+    operation_id: str,
+    summary: str,
+    path_param: Any,
+    body: dict[str, Any],
+    body_required: bool,
+    accepted: tuple[str, dict[str, Any]],
+    errors: dict[str, str],
+) -> dict[str, Any]:
+    """A token-protected POST: a JSON body, 202 when accepted, the usual errors and these."""
+    return {
+        "post": {
+            "operationId": operation_id,
+            "summary": summary,
+            "security": [{"bearer": []}],
+            "parameters": [path_param],
+            "requestBody": {"required": body_required, "content": {JSON: {"schema": body}}},
+            "responses": {
+                "202": _json(*accepted),
+                "401": _error("no bearer token"),
+                "403": _error("wrong token, or no CEMI_API_TOKEN configured"),
+                "413": _error("body too large"),
+                "503": _error("the worker is starting"),
+                **{status: _error(text) for status, text in errors.items()},
+            },
+        }
+    }
+
+
 def openapi_document(settings: Settings) -> dict[str, Any]:
     """The OpenAPI 3 description of these routes (served at /api/v1/openapi.json)."""
     string, integer, boolean = {"type": "string"}, {"type": "integer"}, {"type": "boolean"}
@@ -279,50 +308,29 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             bad,
             read_security,
         ),
-        f"{PREFIX}/alerts/{{alert_id}}/ack": {
-            "post": {
-                "operationId": "ackAlert",
-                "summary": "Acknowledge a firing alert (it stays firing until it resolves)",
-                "security": [{"bearer": []}],
-                "parameters": [
-                    _param(
-                        "alert_id", {"type": "string", "pattern": ALERT_ID_PATTERN}, "id", "path"
-                    )
-                ],
-                "requestBody": {
-                    "required": False,
-                    "content": {
-                        JSON: {
-                            "schema": {
-                                "type": "object",
-                                "additionalProperties": False,
-                                "properties": {
-                                    "by": {
-                                        "type": "string",
-                                        "minLength": 1,
-                                        "maxLength": BY_MAX_CHARS,
-                                        "pattern": BY_PATTERN,
-                                    }
-                                },
-                            }
-                        }
-                    },
+        f"{PREFIX}/alerts/{{alert_id}}/ack": _post(
+            "ackAlert",
+            "Acknowledge a firing alert (it stays firing until it resolves)",
+            _param("alert_id", {"type": "string", "pattern": ALERT_ID_PATTERN}, "id", "path"),
+            {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    "by": {
+                        "type": "string",
+                        "minLength": 1,
+                        "maxLength": BY_MAX_CHARS,
+                        "pattern": BY_PATTERN,
+                    }
                 },
-                "responses": {
-                    "202": _json(
-                        "the acknowledgement was sent",
-                        _obj(["accepted", "ack"], accepted=boolean, ack={"type": "object"}),
-                    ),
-                    "400": _error("bad id or body"),
-                    "401": _error("no bearer token"),
-                    "403": _error("wrong token, or no CEMI_API_TOKEN configured"),
-                    "404": _error("no such alert"),
-                    "409": _error("the alert is resolved"),
-                    "413": _error("body too large"),
-                    "503": _error("the worker is starting"),
-                },
-            }
-        },
+            },
+            False,
+            (
+                "the acknowledgement was sent",
+                _obj(["accepted", "ack"], accepted=boolean, ack={"type": "object"}),
+            ),
+            {"400": "bad id or body", "404": "no such alert", "409": "the alert is resolved"},
+        ),
         f"{PREFIX}/programmes": _get(
             "getProgrammes",
             "Action programmes: the newest window's record of a kind per unit, programme and "
@@ -343,51 +351,31 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             bad,
             read_security,
         ),
-        f"{PREFIX}/programmes/{{programme}}/updates": {
-            "post": {
-                "operationId": "reportProgrammeUpdate",
-                "summary": "Report a programme indicator's value (a programme_update event)",
-                "security": [{"bearer": []}],
-                "parameters": [
-                    _param(
-                        "programme", {"type": "string", "pattern": ID_PATTERN.pattern}, "id", "path"
-                    )
-                ],
-                "requestBody": {
-                    "required": True,
-                    "content": {
-                        JSON: {
-                            "schema": {
-                                "type": "object",
-                                "additionalProperties": False,
-                                "required": ["unit", "indicator", "value"],
-                                "properties": {
-                                    "unit": {"type": "string", "pattern": UNIT_PATTERN.pattern},
-                                    "indicator": {
-                                        "type": "string",
-                                        "pattern": ID_PATTERN.pattern,
-                                    },
-                                    "value": {"type": "number"},
-                                    "event_time": {"type": "integer", "minimum": 0},
-                                },
-                            }
-                        }
-                    },
+        f"{PREFIX}/programmes/{{programme}}/updates": _post(
+            "reportProgrammeUpdate",
+            "Report a programme indicator's value (a programme_update event)",
+            _param("programme", {"type": "string", "pattern": ID_PATTERN.pattern}, "id", "path"),
+            {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["unit", "indicator", "value"],
+                "properties": {
+                    "unit": {"type": "string", "pattern": UNIT_PATTERN.pattern},
+                    "indicator": {"type": "string", "pattern": ID_PATTERN.pattern},
+                    "value": {"type": "number"},
+                    "event_time": {"type": "integer", "minimum": 0},
                 },
-                "responses": {
-                    "202": _json(
-                        "the update was sent to the programme updates' topic",
-                        _obj(["accepted", "event"], accepted=boolean, event={"type": "object"}),
-                    ),
-                    "400": _error("bad body, or an indicator the programme does not have"),
-                    "401": _error("no bearer token"),
-                    "403": _error("wrong token, or no CEMI_API_TOKEN configured"),
-                    "404": _error("no such programme"),
-                    "413": _error("body too large"),
-                    "503": _error("the worker is starting"),
-                },
-            }
-        },
+            },
+            True,
+            (
+                "the update was sent to the programme updates' topic",
+                _obj(["accepted", "event"], accepted=boolean, event={"type": "object"}),
+            ),
+            {
+                "400": "bad body, or an indicator the programme does not have",
+                "404": "no such programme",
+            },
+        ),
         "/healthz": _get(
             "healthz", "Liveness", [], _json("the worker serves requests", {"type": "object"}), {}
         ),
