@@ -277,6 +277,11 @@ class Api:
         unknown = set(body) - {"unit", "indicator", "value", "event_time"}
         if unknown:
             raise BadRequest(400, f"unknown field(s) {sorted(unknown)}")
+        if programme not in self.runtime.plan.programmes:
+            raise BadRequest(404, "no such programme")
+        event_time = body.get("event_time")
+        if isinstance(event_time, float) and event_time.is_integer():
+            event_time = int(event_time)  # JSON's integer 1.0 is an integer too
         try:
             event = programme_update(
                 self.runtime.plan.programmes,
@@ -284,10 +289,11 @@ class Api:
                 programme=programme,
                 indicator=body.get("indicator"),
                 value=body.get("value"),
-                event_time_ms=body.get("event_time"),
+                event_time_ms=event_time,
             )
         except InvalidEvent as error:
-            status = 404 if error.code == "unknown_programme" else 400
+            # a programme or indicator the catalog does not have is a resource not found
+            status = 404 if error.code in ("unknown_programme", "unknown_indicator") else 400
             raise BadRequest(status, str(error)) from None
         producer = self.runtime.producer
         if producer is None:

@@ -5,7 +5,13 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from streams.core.events import ID_PATTERN, SERVICES, TOUCHPOINT_PATTERN, UNIT_PATTERN
+from streams.core.events import (
+    ID_PATTERN,
+    MAX_EVENT_TIME_MS,
+    SERVICES,
+    TOUCHPOINT_PATTERN,
+    UNIT_PATTERN,
+)
 from streams.core.records import LEVELS
 from streams.core.windows import CALENDAR_KINDS
 
@@ -363,7 +369,11 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                     "unit": {"type": "string", "pattern": UNIT_PATTERN.pattern},
                     "indicator": {"type": "string", "pattern": ID_PATTERN.pattern},
                     "value": {"type": "number"},
-                    "event_time": {"type": "integer", "minimum": 0},
+                    "event_time": {
+                        "type": "integer",
+                        "minimum": 0,
+                        "maximum": MAX_EVENT_TIME_MS - 1,
+                    },
                 },
             },
             True,
@@ -371,10 +381,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                 "the update was sent to the programme updates' topic",
                 _obj(["accepted", "event"], accepted=boolean, event={"type": "object"}),
             ),
-            {
-                "400": "bad body, or an indicator the programme does not have",
-                "404": "no such programme",
-            },
+            {"400": "bad body", "404": "no such programme, or no such indicator of it"},
         ),
         "/healthz": _get(
             "healthz", "Liveness", [], _json("the worker serves requests", {"type": "object"}), {}
