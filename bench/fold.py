@@ -43,7 +43,6 @@ from streams.core.catalog import load_catalog
 from streams.core.events import validate_event
 from streams.core.plan import ScoringPlan
 from streams.scoring.service import ScoringService
-from streams.scoring.state import FoldConfig
 from streams.settings import load_settings
 from streams.tools.simulate.generator import Generator
 from streams.topics import Topics
@@ -51,6 +50,7 @@ from streams.wire.codec import EventDecoder, encode
 from streams.wire.messages import OutputMessages
 from streams.wire.outputs import OutputCodec
 from streams.wire.schemas import SchemaStore
+from streams.worker.app import fold_config
 from streams.worker.gc_policy import tune_gc
 
 
@@ -114,13 +114,7 @@ def main() -> None:
     batch_s = time.process_time() - started
 
     # -- fold and publish -----------------------------------------------------------------
-    config = FoldConfig(
-        timezone=plan.catalog.timezone,
-        allowed_lateness_ms=settings.allowed_lateness_ms,
-        rolling_span_ms=settings.rolling_span_ms,
-        rolling_slice_ms=settings.rolling_slice_ms,
-        source_idle_ms=settings.idle_advance_ms,
-    )
+    config = fold_config(settings, plan)
     outputs = OutputMessages(Topics(settings), OutputCodec(store))
     service = ScoringService(
         plan, config, outputs, flush_interval_s=3600, idle_advance_s=3600,

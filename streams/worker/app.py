@@ -61,14 +61,9 @@ STREAM_BUFFER_MESSAGES = 64  # per channel: tens of thousands of events already 
 SUMMARY_BUFFER_MESSAGES = 1024
 
 
-def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | None = None) -> Any:
-    """A Faust app for one worker process. Nothing runs until a worker starts it."""
-    register_transport()
-    faults.arm(settings.fault_at, settings.fault_pause_ms)
-    plan = catalog_plan or ScoringPlan(load_catalog(settings.catalog))
-    topics = Topics(settings)
-    store = SchemaStore()
-    config = FoldConfig(
+def fold_config(settings: Settings, plan: ScoringPlan) -> FoldConfig:
+    """The fold's configuration from the settings and the catalog's time zone."""
+    return FoldConfig(
         timezone=plan.catalog.timezone,
         allowed_lateness_ms=settings.allowed_lateness_ms,
         rolling_span_ms=settings.rolling_span_ms,
@@ -76,6 +71,16 @@ def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | N
         source_idle_ms=settings.idle_advance_ms,
         max_units=settings.max_units_per_partition,
     )
+
+
+def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | None = None) -> Any:
+    """A Faust app for one worker process. Nothing runs until a worker starts it."""
+    register_transport()
+    faults.arm(settings.fault_at, settings.fault_pause_ms)
+    plan = catalog_plan or ScoringPlan(load_catalog(settings.catalog))
+    topics = Topics(settings)
+    store = SchemaStore()
+    config = fold_config(settings, plan)
     outputs = OutputMessages(topics, OutputCodec(store, settings.output_format))
     latency = LatencyHistogram()
     views: dict[tuple[str, int], NetworkView] = {}
