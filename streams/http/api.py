@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 
 from streams.core.events import ID_PATTERN, InvalidEvent
+from streams.http.console import asset, events
 from streams.http.follow import follow_topics
 from streams.http.metrics import CemiCollector, exposition, registry_for
 from streams.http.openapi import openapi_document
@@ -93,12 +94,16 @@ class Api:
 
     # -- auth and bodies -------------------------------------------------------------------
 
-    def authorize(self, request: Any, *, write: bool) -> None:
+    def authorize(self, request: Any, *, write: bool, query_token: bool = False) -> None:
+        """The bearer token, where the route needs it; `query_token`: also as `?token=` (an
+        EventSource cannot send headers)."""
         if not write and not self.settings.api_read_auth:
             return
         if self._token is None:
             raise BadRequest(403, "acknowledgements are disabled: CEMI_API_TOKEN is not set")
         header = request.headers.get("Authorization", "")
+        if query_token and not header and request.query.get("token"):
+            header = f"Bearer {request.query['token']}"
         scheme, _, given = header.partition(" ")
         if scheme.lower() != "bearer" or not given.strip():
             raise BadRequest(
@@ -300,6 +305,18 @@ class Api:
             raise BadRequest(503, "the worker is starting")
         await send_update(producer, self.runtime.topics, event)
         return answer({"accepted": True, "event": event}, status=202)
+
+    async def console(self, request: Any) -> web.Response:
+        """The ops console's page (open: it asks for the token where the data needs one)."""
+        return asset("index.html")
+
+    async def console_asset(self, request: Any, name: str) -> web.Response:
+        return asset(name)
+
+    async def events(self, request: Any) -> web.StreamResponse:
+        """The console's live state (Server-Sent Events)."""
+        self.authorize(request, write=False, query_token=True)
+        return await events(self, request)
 
     async def stats(self, request: Any) -> web.Response:
         """The pipeline's counts; open, like /metrics (operations read it without a token)."""

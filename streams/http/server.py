@@ -27,11 +27,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-Handler = Callable[..., Awaitable[web.Response]]
+Handler = Callable[..., Awaitable[web.StreamResponse]]
 
 
 def _guarded(handler: Handler) -> Handler:
-    async def run(request: Any, **kwargs: Any) -> web.Response:
+    async def run(request: Any, **kwargs: Any) -> web.StreamResponse:
         try:
             return await handler(request, **kwargs)
         except BadRequest as error:
@@ -48,14 +48,14 @@ def _view(name: str, get: Handler | None = None, post: Handler | None = None) ->
     if get is not None:
         guarded_get = _guarded(get)
 
-        async def get_method(self: View, request: Any, **kwargs: Any) -> web.Response:
+        async def get_method(self: View, request: Any, **kwargs: Any) -> web.StreamResponse:
             return await guarded_get(request, **kwargs)
 
         namespace["get"] = get_method
     if post is not None:
         guarded_post = _guarded(post)
 
-        async def post_method(self: View, request: Any, **kwargs: Any) -> web.Response:
+        async def post_method(self: View, request: Any, **kwargs: Any) -> web.StreamResponse:
             return await guarded_post(request, **kwargs)
 
         namespace["post"] = post_method
@@ -101,6 +101,9 @@ def register_api(app: Any, runtime: Runtime) -> Api:
         (f"{PREFIX}/alerts/{{alert_id}}/ack", _view("api_ack", post=api.acknowledge)),
         (f"{PREFIX}/openapi.json", _view("api_openapi", get=api.openapi)),
         (f"{PREFIX}/stats", _view("api_stats", get=api.stats)),
+        (f"{PREFIX}/events", _view("api_events", get=api.events)),
+        ("/", _view("console", get=api.console)),
+        ("/console/{name}", _view("console_asset", get=api.console_asset)),
         ("/metrics", _view("metrics", get=api.metrics)),
         ("/healthz", _view("healthz", get=api.healthz)),
         ("/readyz", _view("readyz", get=api.readyz)),

@@ -76,6 +76,7 @@ class Board:
     # the newest day's programme records (cx.cemi.programmes) per (programme, unit, indicator)
     programmes: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
     stats: dict[str, Any] = field(default_factory=dict)
+    console_url: str = ""  # the worker's ops console
     samples: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=RATE_SAMPLES))
     problems: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
@@ -276,6 +277,8 @@ def header(board: Board, today: dict[Key, dict[str, Any]]) -> Text:
         f"   ({SCENARIO} on {board.units[0]} from +20 s for 15 min; alerts after a 5-min hold)",
         style="dim",
     )
+    if board.console_url:
+        text.append(f"   console {board.console_url}", style="dim")
     return text
 
 
@@ -505,6 +508,8 @@ def run_demo(
             console.print(f"broker {url}; starting the worker (log {log_path})")
             asyncio.run(create_topics(settings, url))
             with worker_process(settings, url, workdir, log_path) as (worker, port):
+                board.console_url = f"http://{settings.web_host}:{port}/"
+                console.print(f"ops console: {board.console_url} (open it in a browser)")
                 board.started = time.monotonic()
                 asyncio.run(session(settings, url, port, worker, board, rate, duration_s, console))
     except KeyboardInterrupt:
