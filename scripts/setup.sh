@@ -16,15 +16,16 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
 fi
 # CI (a fresh Debian machine): the deploy tests run Debian's promtool/prometheus, amtool/
 # alertmanager and docker-compose (v1, validates the compose file without a daemon); the
-# output tests read our topics with Debian's kcat.
+# output tests read our topics with Debian's kcat; the console and report tests open pages in
+# Debian's headless chromium (driven by Playwright, which downloads no browser).
 if [ "${CI:-}" = "true" ]; then
-  for tool in promtool prometheus-alertmanager amtool docker-compose kcat; do
+  for tool in promtool prometheus-alertmanager amtool docker-compose kcat chromium; do
     if ! command -v "$tool" >/dev/null 2>&1; then
       sudo=""
       [ "$(id -u)" = 0 ] || sudo="sudo"
       $sudo apt-get update -qq >/dev/null
       DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
-        prometheus prometheus-alertmanager docker-compose kcat >/dev/null
+        prometheus prometheus-alertmanager docker-compose kcat chromium >/dev/null
       break
     fi
   done

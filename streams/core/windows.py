@@ -10,7 +10,7 @@ April, July and October.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Final, Literal
 from zoneinfo import ZoneInfo
 
@@ -117,6 +117,10 @@ class LocalCalendar:
     def previous_start(self, kind: WindowKind, start_ms: int) -> int:
         """Start of the window of the same kind just before this one."""
         return self.window_start(kind, start_ms - 1)
+
+    def date_start(self, day: date) -> int:
+        """A local date's midnight, epoch ms."""
+        return self._to_ms(datetime(day.year, day.month, day.day, tzinfo=self.zone))
 
     def isoformat(self, ms: int) -> str:
         """ISO 8601 with the local offset, e.g. `2026-11-01T00:00:00+07:00`."""

@@ -108,6 +108,10 @@ async def console_state(api: Api) -> dict[str, Any]:
     alerts.sort(key=lambda a: (a.get("state") == "resolved", -(a.get("started_at_ms") or 0)))
     return {
         "catalog_version": plan.version,
+        "catalog": {
+            "touchpoints": {tp.touchpoint: tp.name for tp in plan.touchpoints if tp.name},
+            "kpis": {kpi.kpi: kpi.description for kpi in plan.kpis},
+        },
         "services": services,
         "windows": windows,
         "alerts": alerts,

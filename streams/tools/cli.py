@@ -7,10 +7,11 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from enum import StrEnum
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import IO, Annotated
+from typing import IO, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -367,6 +368,14 @@ def simulate(
     days: Annotated[
         float, typer.Option(help="Without --rate: the span of event time, ending now.", min=0.001)
     ] = 2.0,
+    start: Annotated[
+        datetime | None,
+        typer.Option(
+            help="The first event time (ISO 8601, e.g. 2026-09-30T17:00:00Z); "
+            "default: --days before now (historic) or now (live).",
+            formats=["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d"],
+        ),
+    ] = None,
     wire: Annotated[WireChoice, typer.Option("--format", help="Wire format.")] = WireChoice.avro,
     out: Annotated[Path | None, typer.Option(help="Write JSON lines here instead.")] = None,
 ) -> None:
@@ -392,7 +401,7 @@ def simulate(
                 wire=wire.value,
                 span_ms=round(days * 86_400_000),
                 out=out,
-                start_ms=None,
+                start_ms=None if start is None else _epoch_ms(start),
                 duration_s=duration,
             )
         )
@@ -402,6 +411,13 @@ def simulate(
     except KeyboardInterrupt:
         return
     typer.echo(f"produced {produced} events", err=True)
+
+
+def _epoch_ms(moment: datetime) -> int:
+    """A naive time is UTC: event times are UTC epoch milliseconds throughout."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return round(moment.timestamp() * 1000)
 
 
 def _bootstrap(settings: Settings) -> str:
@@ -509,6 +525,95 @@ def programme_report(
 
     asyncio.run(send())
     typer.echo(f"reported {programme}/{indicator} = {value:g} for {unit} ({event['event_id']})")
+
+
+class PeriodChoice(StrEnum):
+    month = "month"
+    quarter = "quarter"
+    year = "year"
+
+
+@app.command()
+def report(
+    window: Annotated[PeriodChoice, typer.Option("--window", help="The period's kind.")],
+    period: Annotated[
+        str, typer.Option("--period", help="2026-11 (month), 2026-Q4 (quarter) or 2026 (year).")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="The HTML file to write.")],
+    events: Annotated[
+        Path | None, typer.Option("--events", help="Events file (JSON lines) to score.")
+    ] = None,
+    from_topics: Annotated[
+        bool, typer.Option("--from-topics", help="Read the output topics instead.")
+    ] = False,
+    catalog: CatalogOption = None,
+    pdf: Annotated[bool, typer.Option("--pdf", help="Also print it to PDF (Chromium).")] = False,
+) -> None:
+    """A period report (standings, heat map, worst touchpoints, programmes, trend) as one
+    self-contained HTML file."""
+    from streams.tools.report import PeriodError, build, write_pdf
+
+    if (events is None) == (not from_topics):
+        typer.echo("give one of --events FILE or --from-topics", err=True)
+        raise typer.Exit(EXIT_INVALID_CONFIG)
+    settings = _settings()
+    plan = ScoringPlan(_load(catalog or settings.catalog))
+    records = _report_records(settings, plan, events, window.value)
+    try:
+        html = build(plan, records, window.value, period)
+    except PeriodError as error:
+        typer.echo(str(error), err=True)
+        raise typer.Exit(EXIT_INVALID_CONFIG) from None
+    out.write_text(html, encoding="utf-8")
+    typer.echo(f"wrote {out}", err=True)
+    if pdf:
+        try:
+            write_pdf(out, out.with_suffix(".pdf"))
+        except PeriodError as error:
+            typer.echo(str(error), err=True)
+            raise typer.Exit(1) from None
+        typer.echo(f"wrote {out.with_suffix('.pdf')}", err=True)
+
+
+def _report_records(
+    settings: Settings, plan: ScoringPlan, events: Path | None, kind: str
+) -> list[dict[str, Any]]:
+    """The records a report reads: `cemi score`'s of an events file, or the output topics'."""
+    if events is not None:
+        from streams.batch import Replay
+
+        replay = Replay(plan)
+        try:
+            with events.open("rb") as source:
+                replay.add_lines(source)
+        except OSError as error:
+            typer.echo(f"--events: cannot read {events}: {error.strerror}", err=True)
+            raise typer.Exit(EXIT_INVALID_CONFIG) from None
+        return replay.records(kind, complete=True)  # type: ignore[arg-type]
+    import asyncio
+
+    from streams.kafka_security import client_kwargs
+    from streams.tools.tail import latest_by_key
+    from streams.topics import Topics
+    from streams.wire.outputs import reader_codec
+
+    topics = Topics(settings)
+    bootstrap = _bootstrap(settings)
+
+    async def read() -> list[dict[str, Any]]:
+        records: list[dict[str, Any]] = []
+        for name in ("scores", "kpi", "standings", "programmes"):
+            latest = await latest_by_key(
+                bootstrap,
+                topics.output(name),
+                idle_exit_s=3,
+                security=client_kwargs(settings),
+                codec=reader_codec(settings.schema_registry_url),
+            )
+            records.extend(latest.values())
+        return records
+
+    return asyncio.run(read())
 
 
 @app.command()

@@ -145,6 +145,10 @@ function cell(unit, service, value) {
 
 // -- a unit's tree ---------------------------------------------------------------------------
 
+function catalog() {
+  return (state.data && state.data.catalog) || { touchpoints: {}, kpis: {} };
+}
+
 async function showTree(unit, openService) {
   const reply = await call("/api/v1/units/" + encodeURIComponent(unit) + "?window=" + state.window);
   const panel = $("tree-panel");
@@ -167,7 +171,9 @@ async function showTree(unit, openService) {
     for (const [touchpoint, tp] of Object.entries(node.touchpoints || {})) {
       const inner = el("details");
       inner.dataset.touchpoint = touchpoint;
-      inner.append(el("summary", touchpoint + " " + fmt(tp.score) + " " + (tp.class || "")));
+      const name = catalog().touchpoints[touchpoint];
+      const label = (name ? name + " (" + touchpoint + ")" : touchpoint) + " " + fmt(tp.score);
+      inner.append(el("summary", label + " " + (tp.class || "")));
       inner.append(kpiTable(tp.kpis || {}));
       details.append(inner);
     }
@@ -183,7 +189,9 @@ function kpiTable(kpis) {
   for (const [kpi, node] of Object.entries(kpis)) {
     const excluded = node.score === null || node.score === undefined;
     const row = el("tr", null, excluded ? "excluded" : "");
-    row.append(el("td", kpi), el("td", fmt(node.value, 3)));
+    const name = el("td", kpi);
+    name.title = catalog().kpis[kpi] || "";
+    row.append(name, el("td", fmt(node.value, 3)));
     row.append(el("td", excluded ? "excluded" : fmt(node.score)));
     row.append(el("td", node.target_met === null || node.target_met === undefined ? "–" : node.target_met ? "yes" : "no"));
     row.append(el("td", fmt(node.target_ratio)));
