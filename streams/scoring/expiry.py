@@ -9,13 +9,22 @@ before the end of a window still kept. What was persisted gets a tombstone at th
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from streams.scoring.fold import PartitionState
 from streams.scoring.keys import seen_key, window_key
 from streams.scoring.state import WindowKey
 
 
-def expire(state: PartitionState) -> list[WindowKey]:
-    """Expire everything that can go; returns the calendar windows dropped."""
+def _none_held(key: WindowKey) -> bool:
+    return False
+
+
+def expire(
+    state: PartitionState, held: Callable[[WindowKey], bool] = _none_held
+) -> list[WindowKey]:
+    """Expire everything that can go; returns the calendar windows dropped. A window `held`
+    says is still read (its rows wait for the network level) stays for now."""
     watermark = state.watermark_ms
     if watermark is None:
         return []
@@ -28,7 +37,7 @@ def expire(state: PartitionState) -> list[WindowKey]:
             window = state.windows[key]
             if window.final and not window.unsaved:
                 successor = (unit, key[1], state.window_end(key))
-                if state.is_closed(successor) and not _in_kept_year(state, key):
+                if state.is_closed(successor) and not _in_kept_year(state, key) and not held(key):
                     del state.windows[key]
                     unit_state.calendar.discard(key)
                     unit_state.day_to = 0  # its windows are looked up again

@@ -48,6 +48,9 @@ class NetworkWindow:
     standings: dict[StandingsKey, tuple[int, list[dict[str, Any]], bool]] = field(
         default_factory=dict
     )
+    # the previous window as last seen (its published score, what its standings ranked):
+    # a republication after that window expired still gets delta_prev and rank_prev
+    before: tuple[float | None, dict[StandingsKey, dict[str, float | None]]] | None = None
 
     def scores(self) -> dict[StandingsKey, dict[str, float | None]]:
         """What the standings rank: each unit's unit, service and touchpoint scores."""
@@ -99,6 +102,8 @@ class NetworkState:
         window = self.windows.get(key)
         if window is None:
             window = self.windows[key] = NetworkWindow(kind, start, message["window_start"])
+        elif window.units.get(unit) == message:
+            return False  # sent again unchanged (a unit window republished for its means)
         window.units[unit] = message
         window.changed = True
         return True
@@ -126,9 +131,11 @@ class NetworkState:
             previous = self.windows.get(
                 (kind, self.calendar.previous_start(window_kind(kind), start))
             )
+            if previous is not None:
+                window.before = (previous.published_score, previous.scores())
             before: dict[RecordKey, float | None] | None = None
-            if previous is not None and previous.published_score is not None:
-                before = {("network", None, None, None, None): previous.published_score}
+            if window.before is not None and window.before[0] is not None:
+                before = {("network", None, None, None, None): window.before[0]}
             annotate(
                 [row],
                 window=kind,
@@ -151,9 +158,7 @@ class NetworkState:
             )
             stamp = self.calendar.stamp(window_kind(kind), start, watermark)
             out.records.append((row, stamp))
-            out.standings.extend(
-                (standing, stamp) for standing in self._standings(window, previous, now_ms)
-            )
+            out.standings.extend((standing, stamp) for standing in self._standings(window, now_ms))
             rows = (r for summary in window.units.values() for r in summary.get("rows", ()))
             out.views.append(
                 {
@@ -165,9 +170,7 @@ class NetworkState:
             )
         return out
 
-    def _standings(
-        self, window: NetworkWindow, previous: NetworkWindow | None, now_ms: int
-    ) -> list[Record]:
+    def _standings(self, window: NetworkWindow, now_ms: int) -> list[Record]:
         """The window's standings records whose ranking moved since published, or that
         become final; the window's revision, finality and start are already set."""
         out = []
@@ -176,7 +179,7 @@ class NetworkState:
             window_kind(window.kind),
             window.window_start,
             window.scores(),
-            previous.scores() if previous is not None else None,
+            window.before[1] if window.before is not None else None,
         )
         for record in ranked:
             key = (record["service"], record["touchpoint"])

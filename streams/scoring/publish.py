@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from streams.core.plan import ScoringPlan
 from streams.core.programmes import ProgrammeDef, baseline_start, programme_records
@@ -62,6 +62,9 @@ def _signature(row: Record) -> tuple[Any, ...]:
     return tuple(row.values())
 
 
+# the network level answers a unit's summary within seconds (one round trip through the
+# summaries and means topics): a final window with programme records waits this long
+NETWORK_HOLD_MS: Final = 30_000
 NetworkView = tuple[float | None, dict[MeanKey, float]]  # network score, means per key
 MeansLookup = Callable[[str, int], NetworkView | None]
 
@@ -84,6 +87,10 @@ class Publisher:
         # per (partition, window) with programme records: the network means of the KPIs
         # their effect reads, as last published
         self._means_read: dict[tuple[int, WindowKey], tuple[float | None, ...]] = {}
+        # per (partition, window) with programme records: when it last went out (wall clock,
+        # ms); expiry keeps such a final window for NETWORK_HOLD_MS after that, so that the
+        # network means its effect reads, arriving after it closed, still reach its records
+        self._reading_since_ms: dict[tuple[int, WindowKey], int] = {}
         # per (partition, window): the last published programme record per (programme,
         # indicator), for metrics
         self._programmes: dict[tuple[int, WindowKey], dict[tuple[str, str], Record]] = {}
@@ -190,6 +197,8 @@ class Publisher:
                 self._without_network[(state.partition, key)] = missing
             else:
                 self._without_network.pop((state.partition, key), None)
+            if means_read:
+                self._reading_since_ms[(state.partition, key)] = now_ms
             unit, kind, start = key
             window_start = rows[0]["window_start"]
             window.changed = False
@@ -254,6 +263,12 @@ class Publisher:
                 }
             )
         return out
+
+    def reads_network(self, partition: int, key: WindowKey, now_ms: int) -> bool:
+        """Whether a window's programme records may still wait for network means: it went
+        out less than NETWORK_HOLD_MS ago."""
+        since = self._reading_since_ms.get((partition, key))
+        return since is not None and now_ms - since < NETWORK_HOLD_MS
 
     def _programme_means(self, state: PartitionState, key: WindowKey) -> tuple[float | None, ...]:
         """The network means a window's programme records read: each improved KPI's mean in
@@ -345,6 +360,7 @@ class Publisher:
         self._scores.pop((partition, key), None)
         self._programmes.pop((partition, key), None)
         self._means_read.pop((partition, key), None)
+        self._reading_since_ms.pop((partition, key), None)
         records = self._records.pop((partition, key), None) or {}
         self._signatures.pop((partition, key), None)
         self._without_network.pop((partition, key), None)
@@ -361,6 +377,8 @@ class Publisher:
             del self._programmes[cached]
         for cached in [k for k in self._means_read if k[0] == partition]:
             del self._means_read[cached]
+        for cached in [k for k in self._reading_since_ms if k[0] == partition]:
+            del self._reading_since_ms[cached]
         self._without_network = {
             k: v for k, v in self._without_network.items() if k[0] != partition
         }

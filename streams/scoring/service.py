@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from streams.contract.envelope import read_envelope
@@ -277,7 +278,8 @@ class ScoringService:
                 progress[partition] = state.watermark_ms
                 runtime.progress_sent = state.watermark_ms
             watermark = state.watermark_ms or 0
-            for key in expire(state):
+            held = partial(self.publisher.reads_network, partition, now_ms=now_ms)
+            for key in expire(state, held):
                 published = self.publisher.forget(partition, key)
                 if self.retention_ms is not None and (
                     state.window_end(key) + self.retention_ms < watermark

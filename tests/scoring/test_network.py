@@ -125,3 +125,29 @@ def test_standings_move_with_the_units_and_go_final_with_the_window(
     final = [r for r, _ in network.publish(0).standings]
     assert final and all(r["final"] for r in final)
     assert network.publish(0).standings == []
+
+
+def test_a_summary_sent_again_unchanged_changes_nothing_and_a_republication_keeps_its_deltas(
+    small_plan: ScoringPlan,
+) -> None:
+    """A unit window waiting for network means is republished with the same summary: the
+    network level ignores it. When the summary did change after the previous window expired,
+    the republication still ranks against that window (delta_prev, rank_prev)."""
+    network = NetworkState(small_plan, LATENESS)
+    day = local_ms("2026-11-05 00:00")
+    for start, a, b in ((day, 4.0, 3.0), (day + DAY, 3.0, 4.0)):
+        network.add(summary("A", start, a, final=True))
+        network.add(summary("B", start, b, final=True))
+    network.add(progress(0, day + 2 * DAY + LATENESS))
+    network.publish(0)
+    assert set(network.expire()) == {f"day|{day}|A", f"day|{day}|B"}
+    assert network.add(summary("A", day + DAY, 3.0, final=True)) is False
+    assert network.add(summary("B", day + DAY, 5.0, final=True))  # B's second day moved
+    published = network.publish(0)
+    (record,) = [r for r in records_of(published) if r["window_start_ms"] == day + DAY]
+    assert record["delta_prev"] == 4.0 - 3.5
+    (ranking,) = [r for r, _ in published.standings if r["service"] is None]
+    assert [(e["unit"], e["rank"], e["rank_prev"]) for e in ranking["units"]] == [
+        ("B", 1, 2),
+        ("A", 2, 1),
+    ]

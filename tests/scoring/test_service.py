@@ -353,3 +353,26 @@ def test_windows_older_than_the_retention_are_tombstoned_when_dropped(
     for when in ("2026-11-02 10:00", "2026-11-03 10:00", "2026-11-09 10:00"):
         feeder.send([when], backlog=False)
         assert not [m for m in keep.emit().messages if m[0] == "tombstone"]
+
+
+def test_a_closed_window_of_a_programme_unit_waits_for_the_network_means_before_it_goes(
+    monkeypatch: Any,
+) -> None:
+    """Catching up, a day closes and expires within an emit or two, before the network
+    level answered with the means its programme records' effect reads: it is held for
+    NETWORK_HOLD_MS after its last publication, then dropped as before."""
+    from streams.core.catalog import load_catalog
+    from streams.scoring import publish
+
+    plan = ScoringPlan(load_catalog())  # install_recovery_hpg covers HPG from 1 November
+    service = service_for(plan, flush_interval_s=0)
+    feeder = Feeder(plan, service)
+    for when in ("2026-11-02 10:00", "2026-11-03 10:00", "2026-11-09 10:00"):
+        feeder.send([when], backlog=False)
+        service.emit()
+    state = service.partitions[0].state
+    day2 = ("HPG", "day", local_ms("2026-11-02 00:00"))
+    assert state.windows[day2].final
+    monkeypatch.setattr(publish, "NETWORK_HOLD_MS", 0)
+    service.emit()
+    assert day2 not in state.windows
