@@ -138,7 +138,7 @@ def build(plan: ScoringPlan, records: Iterable[Record], kind: WindowKind, period
         services=services,
         units=sorted(units, key=lambda r: r["unit"]),
         cells=cells,
-        worst=_worst(current.scores),
+        worst=_worst(plan, current.scores),
         programmes=sorted(
             current.programmes, key=lambda r: (r["programme"], r["unit"], r["indicator"])
         ),
@@ -146,8 +146,9 @@ def build(plan: ScoringPlan, records: Iterable[Record], kind: WindowKind, period
     )
 
 
-def _worst(scores: list[Record]) -> list[dict[str, Any]]:
-    """Per unit, its lowest-scoring touchpoints with their KPIs."""
+def _worst(plan: ScoringPlan, scores: list[Record]) -> list[dict[str, Any]]:
+    """Per unit, its lowest-scoring touchpoints with their KPIs, name and owner."""
+    defs = {(tp.service, tp.touchpoint): tp for tp in plan.touchpoints}
     out = []
     for unit in sorted({r["unit"] for r in scores if r.get("unit")}):
         touchpoints = sorted(
@@ -164,6 +165,8 @@ def _worst(scores: list[Record]) -> list[dict[str, Any]]:
                 "touchpoints": [
                     {
                         **tp,
+                        "name": defs[(tp["service"], tp["touchpoint"])].name,
+                        "owner": defs[(tp["service"], tp["touchpoint"])].owner,
                         "kpis": [
                             r
                             for r in scores

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 import venv
 from collections.abc import Iterator
 from pathlib import Path
@@ -118,6 +119,15 @@ def test_the_installed_wheel_simulates_and_scores_a_file(installed: Installed) -
     records = [json.loads(line) for line in scored.stdout.splitlines()]
     units = [r for r in records if r["level"] == "unit"]
     assert units and all(1 <= r["score"] <= 5 for r in units if r["score"] is not None)
+    # the report's template is package data: it renders from the installed wheel
+    month = units[-1]["window_start"][:7]
+    report = installed.run(
+        "report", "--events", "events.jsonl", "--window", "month", "--period", month,
+        "--out", "report.html",
+    )  # fmt: skip
+    assert report.returncode == 0, report.stderr
+    page = (installed.work / "report.html").read_text()
+    assert "<svg" in page and units[-1]["unit"] in page and "<script" not in page
 
 
 def test_an_installed_worker_scores_on_the_embedded_broker_and_cemi_tail_decodes_it(
@@ -128,12 +138,13 @@ def test_an_installed_worker_scores_on_the_embedded_broker_and_cemi_tail_decodes
     try:
         url = wait_for_line(installed.work / "broker.log", "127.0.0.1:", broker)
         env = {"CEMI_BROKER_URL": url, "CEMI_BROKER_WORKAROUNDS": "true"}
+        web_port = free_port()
         worker = installed.start(
             "worker",
             "--loglevel",
             "info",
             log="worker.log",
-            CEMI_WEB_PORT=str(free_port()),
+            CEMI_WEB_PORT=str(web_port),
             CEMI_DATA_DIR=str(installed.work / "data"),
             CEMI_EMIT_INTERVAL_MS="300",
             **env,
@@ -156,6 +167,11 @@ def test_an_installed_worker_scores_on_the_embedded_broker_and_cemi_tail_decodes
             records = [json.loads(line) for line in tail.stdout.splitlines()]
             units = [r for r in records if r.get("level") == "unit" and r.get("score")]
         assert all(1 <= r["score"] <= 5 for r in units)
+        # the console's page and script are package data, served from the installed wheel
+        for path, kind in (("/", "text/html"), ("/console/app.js", "text/javascript")):
+            with urllib.request.urlopen(f"http://127.0.0.1:{web_port}{path}", timeout=10) as r:
+                assert r.status == 200 and r.headers["Content-Type"].startswith(kind)
+                assert len(r.read()) > 500
     finally:
         for process in (worker, broker):
             if process is not None and process.poll() is None:

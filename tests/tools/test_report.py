@@ -112,3 +112,32 @@ def read(page: Any) -> dict[str, Any]:
         return {standings, units, services, programmes};
     }"""
     )
+
+
+def test_script_like_catalog_names_are_text_in_the_report(tmp_path: Path) -> None:
+    """Touchpoint names and owners come from the operator's catalog: the report escapes them
+    and keeps no script of its own (the charts' too are stripped)."""
+    import orjson
+
+    from streams.batch import Replay
+    from streams.core.catalog import load_catalog
+    from streams.core.plan import ScoringPlan
+    from streams.tools.report import build
+    from streams.tools.simulate.generator import DAY_MS, Generator, Incident
+    from tests.factories import local_ms
+    from tests.integration.test_console import HOSTILE, HOSTILE_OWNER, hostile_catalog
+
+    plan = ScoringPlan(load_catalog(hostile_catalog(tmp_path / "catalog.yaml")))
+    start = local_ms("2026-11-01 00:00")
+    incident = Incident("install_backlog", "HPG", start, start + 20 * DAY_MS)
+    generator = Generator(
+        units=("HPG", "QBH"), start_ms=start, span_ms=28 * DAY_MS, seed=5, incidents=(incident,)
+    )
+    replay = Replay(plan)
+    replay.add_lines(orjson.dumps(e) for e in generator.events(6000))
+    html = build(plan, replay.records("month", complete=True), "month", "2026-11")
+    assert "<script" not in html.lower()
+    assert HOSTILE not in html and HOSTILE_OWNER not in html
+    # the install touchpoint (HPG's worst) with its name and owner, as text
+    assert "&lt;script&gt;window.pwned = 1&lt;/script&gt;" in html
+    assert "owner: &lt;script&gt;window.pwned = 3&lt;/script&gt;field team" in html
