@@ -10,7 +10,7 @@ from faust.types import TP
 from streams.scoring.network import NetworkState
 from streams.settings import load_settings
 from streams.worker.app import create_app
-from streams.worker.tables import fetched_not_taken
+from streams.worker.kafka_compat import fetched_not_taken
 
 
 def _revoke(app: Any, revoked: set[TP]) -> None:

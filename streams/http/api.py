@@ -21,18 +21,11 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 from aiohttp import web
-
-from streams.alert_client import ack_record, send_ack_record
-from streams.core.events import UNIT_PATTERN
-from streams.core.windows import LocalCalendar
-
-if TYPE_CHECKING:
-    from streams.settings import Settings
-    from streams.worker.runtime import Runtime
-
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 
-from streams.core.events import ID_PATTERN, InvalidEvent
+from streams.alert_client import ack_record, send_ack_record
+from streams.core.events import ID_PATTERN, UNIT_PATTERN, InvalidEvent
+from streams.core.windows import LocalCalendar
 from streams.http.console import asset, events
 from streams.http.follow import follow_topics
 from streams.http.metrics import CemiCollector, exposition, registry_for
@@ -57,25 +50,13 @@ from streams.http.params import (
 )
 from streams.http.view import Latest, OutputView
 from streams.programme_client import programme_update, send_update
+from streams.worker.kafka_compat import tables_recovered
+
+if TYPE_CHECKING:
+    from streams.settings import Settings
+    from streams.worker.runtime import Runtime
 
 log = logging.getLogger(__name__)
-
-
-def tables_recovered(app: Any) -> bool:
-    """The worker's assigned table partitions are recovered and no rebalance is under way."""
-    # Faust: `completed` is set once the first recovery is done (and never cleared);
-    # later rebalances show as `rebalancing`, a recovery asked for but not yet started as
-    # `signal_recovery_start`, one under way as `in_recovery`.
-    recovery = getattr(getattr(app, "tables", None), "recovery", None)
-    completed = getattr(recovery, "completed", None)
-    pending = getattr(recovery, "signal_recovery_start", None)
-    return bool(
-        completed is not None
-        and completed.is_set()
-        and not (pending is not None and pending.is_set())
-        and not getattr(app, "rebalancing", False)
-        and not getattr(app, "in_recovery", False)
-    )
 
 
 class Api:

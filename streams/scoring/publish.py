@@ -22,6 +22,20 @@ from streams.scoring.fold import PartitionState
 from streams.scoring.state import Window, WindowKey
 
 
+@dataclass(frozen=True, slots=True)
+class WindowDecision:
+    """What a publication decided for one window. The publisher only reads the state; the
+    service writes these into it (`ScoringService`), right after the publication."""
+
+    changed: bool  # the window still has changes to publish
+    revision: int | None = None  # the revision that went out (None: nothing went out)
+    final: bool = False
+    newest_ingest_ms: int = 0
+
+
+BaselinePoints = dict[tuple[str, str, str], float | None]
+
+
 @dataclass
 class Publication:
     records: list[Record] = field(default_factory=list)
@@ -33,6 +47,11 @@ class Publication:
     summaries: list[dict[str, Any]] = field(default_factory=list)
     # per window published with new events: publication minus its newest event's ingest
     latencies_s: list[float] = field(default_factory=list)
+    # per window the publication looked at: what it decided
+    decisions: dict[WindowKey, WindowDecision] = field(default_factory=dict)
+    # (unit, (kind, start)) of a window just before a programme's start -> the points then
+    # of the KPIs the programme improves: the baseline its `effect` keeps
+    baselines: dict[tuple[str, tuple[str, int]], BaselinePoints] = field(default_factory=dict)
 
 
 def record_topic_key(record: Record) -> bytes:
@@ -161,15 +180,17 @@ class Publisher:
         """Rows of the windows that changed or closed; `open_windows=False`: closing ones
         only (the others keep their changes for a later publication)."""
         out = Publication()
-        # a quarter or year moves with its months (published before it in this loop)
-        for unit, kind, start in [k for k, w in state.windows.items() if w.changed]:
-            if kind == "month":
-                for merged in MERGED_KINDS:
-                    key = (unit, merged, state.calendar.window_start(merged, start))
-                    if key in state.windows:
-                        state.windows[key].changed = True
+        changed = {k for k, w in state.windows.items() if w.changed}
+        # a quarter or year moves with its months
+        for unit, _, start in [k for k in changed if k[1] == "month"]:
+            for merged in MERGED_KINDS:
+                key = (unit, merged, state.calendar.window_start(merged, start))
+                if key in state.windows:
+                    changed.add(key)
         for key in sorted(state.windows):  # calendar windows
             window = state.windows[key]
+            # a merged window marked by its month keeps the change for a later publication
+            keep = WindowDecision(changed=True) if key in changed and not window.changed else None
             # published before the network level knew what it reads: once it does, the rows
             # get their delta_network (once; later moves of the network means do not publish)
             missing = self._without_network.get((state.partition, key))
@@ -181,12 +202,12 @@ class Publisher:
             means_read = self._programme_means(state, key)
             if means_read != self._means_read.get((state.partition, key), ()):
                 awaiting_network = True
-            if window.final and not awaiting_network:
-                continue
             closed = state.is_closed(key)
-            if not closed and not open_windows:
+            if (window.final and not awaiting_network) or (not closed and not open_windows):
+                if keep is not None:
+                    out.decisions[key] = keep
                 continue
-            if not window.changed and not closed and not awaiting_network:
+            if key not in changed and not closed and not awaiting_network:
                 continue
             rows = self._annotated_rows(state, key, window)
             if means_read:
@@ -201,7 +222,7 @@ class Publisher:
                 self._reading_since_ms[(state.partition, key)] = now_ms
             unit, kind, start = key
             window_start = rows[0]["window_start"]
-            window.changed = False
+            out.decisions[key] = WindowDecision(changed=False, revision=None)
             published = self._records.setdefault((state.partition, key), {})
             row_keys = [record_key(r) for r in rows]
             self._scores[(state.partition, key)] = {
@@ -215,7 +236,8 @@ class Publisher:
                     signatures[row_key] = signature
                     going.append((row_key, row))
             programmes = []
-            for record in self._programme_records(state, key, self._scores[(state.partition, key)]):
+            points = self._scores[(state.partition, key)]
+            for record in self._programme_records(state, key, points, out.baselines):
                 programme_key = ("programme", unit, record["programme"], record["indicator"], None)
                 signature = _signature(record)
                 if closed or signatures.get(programme_key) != signature:
@@ -223,20 +245,18 @@ class Publisher:
                     programmes.append(record)
             if not going and not programmes:
                 continue
-            window.revision += 1
-            window.final = closed
-            window.unsaved = True
+            revision = window.revision + 1
+            newest_ms = window.newest_ingest_ms
             if kind in MERGED_KINDS:  # its months' newest event (their latency is observed)
-                window.newest_ingest_ms = max(
-                    (w.newest_ingest_ms for w in state.months_of(key)), default=0
-                )
-            newest_ingest_ms = window.newest_ingest_ms or None
+                newest_ms = max((w.newest_ingest_ms for w in state.months_of(key)), default=0)
+            out.decisions[key] = WindowDecision(False, revision, closed, newest_ms)
+            newest_ingest_ms = newest_ms or None
             if newest_ingest_ms is not None and not closed and kind not in MERGED_KINDS:
                 out.latencies_s.append(max(0.0, (now_ms - newest_ingest_ms) / 1000))
             stamp = state.calendar.stamp(kind, start, state.watermark_ms)  # type: ignore[arg-type]
             for row_key, row in going:
                 row["window_start_ms"] = start
-                row["revision"] = window.revision
+                row["revision"] = revision
                 row["final"] = closed
                 row["published_at_ms"] = now_ms
                 row["newest_event_ingest_ms"] = newest_ingest_ms
@@ -245,7 +265,7 @@ class Publisher:
                 out.stamps.append(stamp)
             kept = self._programmes.setdefault((state.partition, key), {})
             for record in programmes:
-                record.update(revision=window.revision, final=closed, published_at_ms=now_ms)
+                record.update(revision=revision, final=closed, published_at_ms=now_ms)
                 out.programmes.append((record, stamp))
                 kept[(record["programme"], record["indicator"])] = record
             out.summaries.append(
@@ -299,10 +319,15 @@ class Publisher:
         }
 
     def _programme_records(
-        self, state: PartitionState, key: WindowKey, points: Mapping[RecordKey, float | None]
+        self,
+        state: PartitionState,
+        key: WindowKey,
+        points: Mapping[RecordKey, float | None],
+        kept_now: dict[tuple[str, tuple[str, int]], BaselinePoints],
     ) -> list[Record]:
         """The unit window's programme records; a window just before a programme's start
-        keeps the points of the KPIs the programme improves (its effect's baseline)."""
+        keeps the points of the KPIs the programme improves (its effect's baseline: into
+        `kept_now`, for the service to keep in the unit's state)."""
         unit, kind, start = key
         programmes = [p for p in self.plan.programmes.values() if p.covers(unit)]
         unit_state = state.units.get(unit)
@@ -312,12 +337,17 @@ class Publisher:
         window = window_kind(kind)
         for programme in programmes:
             if baseline_start(calendar, window, programme) == start:
-                kept = unit_state.baselines.setdefault((kind, start), {})
+                kept = kept_now.get((unit, (kind, start)))
+                if kept is None:
+                    kept = kept_now[(unit, (kind, start))] = dict(
+                        unit_state.baselines.get((kind, start), {})
+                    )
                 for ref in programme.improves:
                     kept[ref] = points.get(("kpi", unit, *ref))
 
         def baseline(programme: ProgrammeDef) -> dict[RecordKey, float | None] | None:
-            kept = unit_state.baselines.get((kind, baseline_start(calendar, window, programme)))
+            at = (kind, baseline_start(calendar, window, programme))
+            kept = kept_now.get((unit, at), unit_state.baselines.get(at))
             if kept is None:
                 return None
             return {("kpi", unit, *ref): value for ref, value in kept.items()}

@@ -24,7 +24,7 @@ from streams.scoring.alerting import AlertEvaluator
 from streams.scoring.expiry import expire, expire_slices
 from streams.scoring.fold import PartitionState
 from streams.scoring.persistence import flush, load_state
-from streams.scoring.publish import MeansLookup, Publisher, record_topic_key
+from streams.scoring.publish import MeansLookup, Publication, Publisher, record_topic_key
 from streams.scoring.state import Counts, FoldConfig
 
 log = logging.getLogger(__name__)
@@ -105,6 +105,21 @@ class EmitPace:
         self.next_s = started_s + spacing - self.tick_s / 2
         self.postponed = False
         self.spaced = catching_up
+
+
+def _apply(state: PartitionState, publication: Publication) -> None:
+    """Write a publication's decisions into the partition's state (before expiry reads
+    them): the revision and finality that went out, what is left to publish, baselines."""
+    for key, decision in publication.decisions.items():
+        window = state.windows[key]
+        window.changed = decision.changed
+        if decision.revision is not None:
+            window.revision = decision.revision
+            window.final = decision.final
+            window.newest_ingest_ms = decision.newest_ingest_ms
+            window.unsaved = True
+    for (unit, at), points in publication.baselines.items():
+        state.units[unit].baselines[at] = points
 
 
 class ScoringService:
@@ -262,6 +277,7 @@ class ScoringService:
             if open_windows:
                 runtime.last_open_publish = now
             publication = self.publisher.publish(state, now_ms, open_windows=open_windows)
+            _apply(state, publication)
             if self.observe_latency is not None:
                 for seconds in publication.latencies_s:
                     self.observe_latency(seconds)

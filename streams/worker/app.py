@@ -3,32 +3,31 @@
 - ingest (its own aiokafka consumer, in a child process by default, else a Faust service):
   input topics -> envelopes + DLQ
 - `score` agent: envelopes -> partition state (changelog-backed table), deferred acks
-- emit timer: coalesced publication of changed/closing windows, late events, flush ticks
+- emit task: coalesced publication of changed/closing windows, outboxes, flush ticks
+- `network` agent: the unit summaries of every partition -> network scores and standings
+
+What each does with an event or tick is in `streams.worker.agents`; this module wires it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from typing import Any
 
 import faust
 import orjson
-from faust.types import TP
 from mode import Service
 
 from streams.core.catalog import load_catalog
 from streams.core.plan import ScoringPlan
-from streams.http.api import tables_recovered
 from streams.http.metrics import LatencyHistogram
 from streams.http.server import register_api
 from streams.ingest.process import IngestProcess
 from streams.ingest.stage import Ingest
 from streams.kafka_security import client_kwargs, faust_credentials
 from streams.scoring.keys import control_key
-from streams.scoring.network import NetworkState, decode_summary
 from streams.scoring.persistence import resume_position
 from streams.scoring.publish import NetworkView
 from streams.scoring.service import EmitPace, ScoringService
@@ -41,19 +40,14 @@ from streams.wire.messages import OutputMessages
 from streams.wire.outputs import OutputCodec
 from streams.wire.schemas import SchemaStore
 from streams.worker import faults
-from streams.worker.kafka_compat import faust_broker_url, register_transport
+from streams.worker.agents import Emitter, EnvelopeFold, NetworkFold
+from streams.worker.kafka_compat import faust_broker_url, register_transport, tables_recovered
 from streams.worker.resync import Resync
 from streams.worker.runtime import Runtime
-from streams.worker.tables import (
-    AckAfterPersist,
-    ConfirmingTable,
-    fetched_not_taken,
-    log_unconfirmed,
-)
+from streams.worker.tables import ConfirmingTable
 
 log = logging.getLogger(__name__)
 REVOKE_CONFIRM_TIMEOUT_S = 10.0  # changelog sends normally confirm in milliseconds
-MAX_UNCONFIRMED_FLUSHES = 1  # flushes the fold runs ahead of the changelog's confirmation
 NETWORK_PUBLISH_S = 0.2  # how soon the network level publishes what the units sent
 STREAM_BUFFER_MESSAGES = 64  # per channel: tens of thousands of events already fetched
 # The network agent's summaries (~15 KB each, hundreds per catch-up publication): a full
@@ -155,9 +149,6 @@ def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | N
         ),
     )
 
-    def load() -> list[tuple[str, bytes]]:
-        return list(state.items())
-
     recovered = [False]  # the table holds its assigned partitions' changelogs
 
     @state.on_recover  # type: ignore[misc]
@@ -188,37 +179,29 @@ def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | N
         ),
     )
 
-    unconfirmed: list[Any] = []  # network events whose table writes are not sent yet
-    network_acks = AckAfterPersist()
+    network_fold = NetworkFold(runtime, network_table, settings.allowed_lateness_ms)
 
     @app.agent(unit_scores, name="network")
     async def network(stream: Any) -> None:
-        # One message per unit window publication. Table writes must happen inside the
-        # iteration (Faust picks the changelog partition from the current event); their
-        # confirmation and the acks are batched on a timer instead of awaited per message.
         async for event in stream.noack().events():
-            if runtime.network is None:
-                runtime.network = NetworkState(plan, settings.allowed_lateness_ms)
-                for value in list(network_table.values()):
-                    runtime.network.add(decode_summary(value))
-            if runtime.network.add(decode_summary(event.value)):
-                network_table.put(event.key.decode(), event.value)
-            for key in runtime.network.expire():
-                network_table.put(key, None)
-            unconfirmed.append(event)
+            network_fold.on_event(event)
 
     @app.timer(0.2)
     async def confirm_network() -> None:
-        # acked (and so committed) only once the changelog holds what they wrote; after a
-        # failed send, the next tick sends the writes again even without new events
-        if runtime.state_sender is None or not (unconfirmed or network_acks.waiting):
-            return
-        events = unconfirmed[:]
-        unconfirmed.clear()
-        try:
-            await network_acks.acknowledge(network_table.persist(runtime.state_sender), events)
-        except Exception as error:
-            log.warning("network table writes not confirmed (%r): sent again", error)
+        await network_fold.confirm()
+
+    resync = Resync(lambda: app.consumer, lambda: tables_recovered(app))
+
+    @app.timer(0.25)
+    async def seek_back() -> None:
+        await resync.seek_back(time.monotonic())
+
+    envelope_fold = EnvelopeFold(app, runtime, state, envelopes, resync)
+
+    @app.agent(envelopes, name="score")
+    async def score(stream: Any) -> None:
+        async for event in stream.noack().events():
+            await envelope_fold.on_event(event)
 
     acks = raw_topic(topics.acks, settings.partitions)
 
@@ -229,133 +212,24 @@ def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | N
         async for event in stream.noack().events():
             ack = orjson.loads(event.value)
             now_ms = int(time.time() * 1000)
-            runtime.scoring.acknowledge(event.message.partition, ack, event, now_ms, load)
-            faults.kill_later("ack:applied")
-
-    resync = Resync(lambda: app.consumer, lambda: tables_recovered(app))
-
-    @app.timer(0.25)
-    async def seek_back() -> None:
-        await resync.seek_back(time.monotonic())
-
-    confirming: list[asyncio.Future[None]] = []  # the flush being confirmed, if any
-    state_acks = AckAfterPersist()
-
-    @app.agent(envelopes, name="score")
-    async def score(stream: Any) -> None:
-        async for event in stream.noack().events():
-            message = event.message
-            # Faust's own TP: message.tp is aiokafka's TopicPartition, which Faust's
-            # resume_partitions would put in its active set as is (and then crash on)
-            tp = TP(message.topic, message.partition)
-            expected = runtime.scoring.next_offset(message.partition, load)
-            if expected is not None and message.offset > expected:
-                # Faust skipped envelopes: read again from the expected one
-                resync.skipped(tp, expected, message.offset, time.monotonic())
-                continue  # not acknowledged: delivered again after the missing ones
-            resync.arrived(tp)
-            try:  # envelopes waiting behind this one: the fold is catching up
-                waiting = app.consumer.highwater(message.tp) - message.offset - 1
-            except Exception:  # no fetch position yet
-                waiting = 0
-            # A partition whose buffer is full is paused by Faust and not fetched, so its
-            # high watermark stops moving: envelopes already fetched count as waiting too.
-            waiting = max(waiting, fetched_not_taken(envelopes))
-            flushed = runtime.scoring.on_envelope(
-                message.partition,
-                event.value,
-                event,
-                load,
-                state.put,
-                backlog=waiting > 1,
-                offset=message.offset,
+            runtime.scoring.acknowledge(
+                event.message.partition, ack, event, now_ms, envelope_fold.load
             )
-            if flushed:
-                while runtime.state_sender is None:  # the worker is starting
-                    await asyncio.sleep(0.1)
-                # The fold goes on while the broker confirms a flush (a catch-up's flush
-                # writes megabytes of seen ids); it waits only when the flush before is not
-                # confirmed yet. A failed one is logged; its writes go out with the next.
-                acknowledging = asyncio.ensure_future(
-                    state_acks.acknowledge(state.persist(runtime.state_sender), flushed)
-                )
-                acknowledging.add_done_callback(log_unconfirmed)
-                confirming.append(acknowledging)
-                while confirming and (
-                    confirming[0].done() or len(confirming) > MAX_UNCONFIRMED_FLUSHES
-                ):
-                    with contextlib.suppress(Exception):
-                        await confirming.pop(0)
+            faults.kill_later("ack:applied")
 
     emit_interval_s = settings.emit_interval_ms / 1000
     # ticks finer than the interval: the end of a catch-up is published within a tick
     emit_tick_s = emit_interval_s / 4
     pace = EmitPace(emit_interval_s, emit_tick_s)
+    emitter = Emitter(app, runtime, envelope_fold, pace, emit_tick_s)
 
     @app.task
     async def emit_ticks() -> None:
-        # A task rather than a timer: a catch-up's publications outlast a tick, which a
-        # timer logs as an overlap every time.
-        while not app.should_stop:
-            await asyncio.sleep(emit_tick_s)
-            await emit()
-
-    async def emit() -> None:
-        started = time.monotonic()
-        # A stopping worker publishes nothing more: it has left (or is leaving) the group,
-        # and what it would publish now could land after the new owner's newer rows.
-        if runtime.sender is None or app.should_stop:
-            return
-        # Catching up, publication waits its turn while envelopes are waiting for the fold;
-        # with none waiting (the ingest is the slower stage) the fold would idle meanwhile.
-        replaying = runtime.scoring.catching_up()
-        catching_up = replaying and fetched_not_taken(envelopes) > 0
-        if not pace.due(started, catching_up, replaying):
-            return
-        if tables_recovered(app):
-            # a partition's state is loaded when its first envelope arrives; one without new
-            # input (a restart at the end of a stream, a quiet unit) is loaded here, so its
-            # counts, scores, closing windows and alerts are served all the same
-            owned = {tp.partition for tp in app.consumer.assignment() if tp.topic == envelopes_name}
-            runtime.scoring.revoke(p for p in list(runtime.scoring.partitions) if p not in owned)
-            runtime.scoring.adopt(owned, load)
-        emitted = runtime.scoring.emit()
-        messages = emitted.messages
-        if app.should_stop:
-            runtime.scoring.unsent(emitted)
-            return
-        # The network level's input (unit summaries, progress) goes first: it is published
-        # as soon as it arrives, and would otherwise queue behind tens of thousands of
-        # score records (a partition's batches go to the broker one after the other).
-        network_input = [m for m in messages if m[0] == unit_scores_name]
-        for kind in {kind for _, kind in emitted.kinds}:
-            await faults.pause_then_kill(f"emit:{kind}")
-        try:
-            if network_input:
-                rest = [m for m in messages if m[0] != unit_scores_name]
-                await asyncio.gather(runtime.send(network_input), runtime.send(rest))
-            else:
-                await runtime.send(messages)
-        except BaseException:
-            runtime.scoring.unsent(emitted)
-            raise
-        runtime.scoring.sent(emitted)
-        pace.published(started, time.monotonic(), catching_up)
+        await emitter.run()
 
     @app.timer(NETWORK_PUBLISH_S)
     async def emit_network() -> None:
-        # The network level publishes as soon as the unit summaries of an emit reached it,
-        # not at the emit after: one row per changed window, cheap to do this often.
-        if runtime.network is None or runtime.sender is None or app.should_stop:
-            return
-        published = runtime.network.publish(int(time.time() * 1000))
-        outputs = runtime.outputs
-        messages = [outputs.score_message(r, stamp) for r, stamp in published.records]
-        messages.extend(outputs.standings_message(r, stamp) for r, stamp in published.standings)
-        messages.extend(outputs.network_view_message(v) for v in published.views)
-        if messages:
-            runtime.scoring.published_records += len(published.records)  # score records too
-            await runtime.send(messages)
+        await emitter.emit_network()
 
     async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
         # Faust's recovery of the partitions it assigns next reads each changelog up to its

@@ -26,6 +26,10 @@ And two for Faust itself, on any broker (they fix Faust, not the broker):
 
 Faust gets them through transports registered under two URL schemes: `cemi` (4 and 5) and
 `cemi-embedded` (all five); `faust_broker_url` picks one.
+
+Two readings of Faust's internals live here too, so that every use of its private API is in
+this module: whether the tables are recovered (`tables_recovered`), and how many fetched
+messages its channels hold (`fetched_not_taken`).
 """
 
 from __future__ import annotations
@@ -209,3 +213,26 @@ def faust_broker_url(bootstrap: str, workarounds: bool) -> str:
     """Faust's broker URL for `host:port,host:port` (Faust separates servers with `;`)."""
     scheme = EMBEDDED_SCHEME if workarounds else SCHEME
     return ";".join(f"{scheme}://{server}" for server in bootstrap.split(","))
+
+
+def tables_recovered(app: Any) -> bool:
+    """The worker's assigned table partitions are recovered and no rebalance is under way."""
+    # Faust: `completed` is set once the first recovery is done (and never cleared);
+    # later rebalances show as `rebalancing`, a recovery asked for but not yet started as
+    # `signal_recovery_start`, one under way as `in_recovery`.
+    recovery = getattr(getattr(app, "tables", None), "recovery", None)
+    completed = getattr(recovery, "completed", None)
+    pending = getattr(recovery, "signal_recovery_start", None)
+    return bool(
+        completed is not None
+        and completed.is_set()
+        and not (pending is not None and pending.is_set())
+        and not getattr(app, "rebalancing", False)
+        and not getattr(app, "in_recovery", False)
+    )
+
+
+def fetched_not_taken(topic: Any) -> int:
+    """Messages of a topic that Faust fetched and its agents have not taken yet (the queues
+    of the channels iterating it)."""
+    return sum(channel.queue.qsize() for channel in getattr(topic, "_subscribers", ()))

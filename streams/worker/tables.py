@@ -63,12 +63,6 @@ class ConfirmingTable(faust.Table):  # type: ignore[type-arg]
         await self.sends.confirm()
 
 
-def fetched_not_taken(topic: Any) -> int:
-    """Messages of a topic that Faust fetched and its agents have not taken yet (the queues
-    of the channels iterating it)."""
-    return sum(channel.queue.qsize() for channel in getattr(topic, "_subscribers", ()))
-
-
 def log_unconfirmed(done: asyncio.Future[None]) -> None:
     # Seen here even when the agent, which raises it at its next flush, has stopped first
     # (a worker stopping with a flush in flight): its envelopes are read again.
