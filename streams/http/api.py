@@ -24,29 +24,31 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 
 from streams.alert_client import ack_record, send_ack_record
-from streams.core.events import ID_PATTERN, UNIT_PATTERN, InvalidEvent
+from streams.core.events import UNIT_PATTERN, InvalidEvent
 from streams.core.windows import LocalCalendar
 from streams.http.console import asset, events
 from streams.http.follow import follow_topics
 from streams.http.metrics import CemiCollector, exposition, registry_for
+from streams.http.models import (
+    AckBody,
+    AlertsQuery,
+    ProgrammesQuery,
+    ProgrammeUpdateBody,
+    ScoresQuery,
+    StandingsQuery,
+    UnitQuery,
+)
 from streams.http.openapi import openapi_document
 from streams.http.params import (
-    ALERT_FILTERS,
     ALERT_ID,
     ALERT_STATES,
-    BY,
-    BY_MAX_CHARS,
-    DEFAULT_LIMIT,
-    PAGE_PARAMS,
     PROBE_INTERVAL_S,
     PROBE_TIMEOUT_S,
-    SCORE_PARAMS,
     YIELD_EVERY,
     BadRequest,
     answer,
-    matches,
-    one_of,
-    query_params,
+    body_as,
+    query,
 )
 from streams.http.view import Latest, OutputView
 from streams.programme_client import programme_update, send_update
@@ -117,9 +119,9 @@ class Api:
 
     async def scores(self, request: Any) -> web.Response:
         self.authorize(request, write=False)
-        where = query_params(request, {**SCORE_PARAMS, **PAGE_PARAMS})
-        limit = int(where.pop("limit", DEFAULT_LIMIT))
-        offset = int(where.pop("offset", 0))
+        params = query(request, ScoresQuery)
+        where = params.filters("limit", "offset")
+        limit, offset = params.limit, params.offset
         total = 0
         page: list[Latest] = []
         for latest in self.view.select(where):
@@ -143,8 +145,7 @@ class Api:
         self.authorize(request, write=False)
         if UNIT_PATTERN.match(unit) is None:
             raise BadRequest(400, f"invalid unit: {unit[:64]!r} (expected {UNIT_PATTERN.pattern})")
-        where = query_params(request, {"window": SCORE_PARAMS["window"]})
-        where["unit"] = unit
+        where = {**query(request, UnitQuery).filters(), "unit": unit}
         selected = list(self.view.select(where))
         if not selected:
             raise BadRequest(404, f"no scores for unit {unit}")
@@ -176,15 +177,8 @@ class Api:
         """The newest window's standings of a kind for one key: no service, the units by unit
         CEMI; a service, by that service's CEMI; a service and touchpoint, by its CEMI."""
         self.authorize(request, write=False)
-        where = query_params(
-            request,
-            {
-                "window": SCORE_PARAMS["window"],
-                "service": SCORE_PARAMS["service"],
-                "touchpoint": SCORE_PARAMS["touchpoint"],
-            },
-        )
-        slot = (where.get("window", "month"), where.get("service"), where.get("touchpoint"))
+        params = query(request, StandingsQuery)
+        slot = (params.window, params.service, params.touchpoint)
         record = self.view.standings.get(slot)
         if record is None:
             # (a touchpoint without its service names no ranking: none is ever kept)
@@ -193,15 +187,8 @@ class Api:
 
     async def alerts(self, request: Any) -> web.Response:
         self.authorize(request, write=False)
-        where = query_params(
-            request,
-            {
-                "state": one_of(ALERT_FILTERS),
-                "unit": SCORE_PARAMS["unit"],
-                "service": SCORE_PARAMS["service"],
-            },
-        )
-        state = where.pop("state", "active")
+        params = query(request, AlertsQuery)
+        where, state = params.filters("state"), params.state
         states = {"active": ("firing", "acknowledged"), "all": ALERT_STATES}.get(state, (state,))
         alerts = [
             a
@@ -215,15 +202,7 @@ class Api:
         self.authorize(request, write=True)
         if ALERT_ID.match(alert_id) is None:
             raise BadRequest(400, f"invalid alert id: {alert_id[:80]!r}")
-        body = await self.body(request)
-        unknown = set(body) - {"by"}
-        if unknown:
-            raise BadRequest(400, f"unknown field(s) {sorted(unknown)}; known: ['by']")
-        by = body.get("by", "api")
-        if not isinstance(by, str) or len(by) > BY_MAX_CHARS or BY.match(by) is None:
-            raise BadRequest(
-                400, f"'by' must be 1 to {BY_MAX_CHARS} printable ASCII characters, not all blank"
-            )
+        by = body_as(await self.body(request), AckBody).by
         alert = self.view.alerts.get(alert_id)
         if alert is None:
             raise BadRequest(404, f"no alert {alert_id}")
@@ -240,15 +219,8 @@ class Api:
     async def programmes(self, request: Any) -> web.Response:
         """The newest window's programme records of a kind per unit, programme and indicator."""
         self.authorize(request, write=False)
-        where = query_params(
-            request,
-            {
-                "window": SCORE_PARAMS["window"],
-                "unit": SCORE_PARAMS["unit"],
-                "programme": matches(ID_PATTERN),
-            },
-        )
-        window = where.pop("window", "month")
+        params = query(request, ProgrammesQuery)
+        where, window = params.filters("window"), params.window
         records = [
             record
             for (kind, *_), record in sorted(self.view.programmes.items())
@@ -259,23 +231,17 @@ class Api:
     async def report(self, request: Any, programme: str) -> web.Response:
         """A programme indicator's value, reported by a team without a producer."""
         self.authorize(request, write=True)
-        body = await self.body(request)
-        unknown = set(body) - {"unit", "indicator", "value", "event_time"}
-        if unknown:
-            raise BadRequest(400, f"unknown field(s) {sorted(unknown)}")
+        body = body_as(await self.body(request), ProgrammeUpdateBody)
         if programme not in self.runtime.plan.programmes:
             raise BadRequest(404, "no such programme")
-        event_time = body.get("event_time")
-        if isinstance(event_time, float) and event_time.is_integer():
-            event_time = int(event_time)  # JSON's integer 1.0 is an integer too
-        try:
+        try:  # the catalog's checks, as for `cemi programme report`
             event = programme_update(
                 self.runtime.plan.programmes,
-                unit=body.get("unit"),
+                unit=body.unit,
                 programme=programme,
-                indicator=body.get("indicator"),
-                value=body.get("value"),
-                event_time_ms=event_time,
+                indicator=body.indicator,
+                value=body.value,
+                event_time_ms=body.event_time,
             )
         except InvalidEvent as error:
             # a programme or indicator the catalog does not have is a resource not found

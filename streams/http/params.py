@@ -5,20 +5,17 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final, TypeVar
 
 import orjson
 from aiohttp import web
+from pydantic import BaseModel, ValidationError
 
-from streams.core.events import SERVICES, TOUCHPOINT_PATTERN, UNIT_PATTERN
 from streams.core.records import LEVELS
-from streams.core.windows import CALENDAR_KINDS
-
-if TYPE_CHECKING:
-    pass
 
 log = logging.getLogger(__name__)
+Q = TypeVar("Q", bound=BaseModel)
+B = TypeVar("B", bound=BaseModel)
 
 PREFIX: Final = "/api/v1"
 ALERT_STATES: Final = ("firing", "acknowledged", "resolved")
@@ -54,43 +51,33 @@ def answer(body: Any, status: int = 200, headers: dict[str, str] | None = None) 
     )
 
 
-def query_params(request: Any, allowed: dict[str, Callable[[str], bool]]) -> dict[str, str]:
-    """The query parameters, each known, given once and valid; else 400 naming the bad one."""
+def query(request: Any, model: type[Q]) -> Q:
+    """The query parameters as `model` (`streams.http.models`), each known, given once and
+    valid; else 400 naming the bad one."""
     found: dict[str, str] = {}
     for name, value in request.query.items():
-        check = allowed.get(name)
-        if check is None:
-            raise BadRequest(400, f"unknown parameter {name!r}; known: {', '.join(allowed)}")
+        if name not in model.model_fields:
+            known = ", ".join(model.model_fields)
+            raise BadRequest(400, f"unknown parameter {name!r}; known: {known}")
         if name in found:
             raise BadRequest(400, f"parameter {name!r} given more than once")
-        if not check(value):
-            raise BadRequest(400, f"invalid {name}: {value[:64]!r}")
         found[name] = value
-    return found
+    try:
+        return model.model_validate(found)
+    except ValidationError as error:
+        name = str(error.errors()[0]["loc"][0])
+        raise BadRequest(400, f"invalid {name}: {found.get(name, '')[:64]!r}") from None
 
 
-def one_of(values: Iterable[str]) -> Callable[[str], bool]:
-    allowed = frozenset(values)
-    return allowed.__contains__
-
-
-def matches(pattern: Any) -> Callable[[str], bool]:
-    return lambda value: pattern.match(value) is not None
-
-
-SCORE_PARAMS: Final = {
-    "level": one_of(LEVELS),
-    "unit": matches(UNIT_PATTERN),
-    "service": one_of(SERVICES),
-    "touchpoint": matches(TOUCHPOINT_PATTERN),
-    "window": one_of(CALENDAR_KINDS),
-}
-
-
-def integer(low: int, high: int) -> Callable[[str], bool]:
-    return lambda value: value.isdecimal() and len(value) <= 10 and low <= int(value) <= high
+def body_as(body: dict[str, Any], model: type[B]) -> B:
+    """A request's JSON object as `model`; else 400 naming the first bad field."""
+    try:
+        return model.model_validate(body)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        raise BadRequest(400, f"{where}: {first['msg']}") from None
 
 
 DEFAULT_LIMIT: Final = 5_000
 MAX_LIMIT: Final = 20_000
-PAGE_PARAMS: Final = {"limit": integer(1, MAX_LIMIT), "offset": integer(0, 10**9)}
