@@ -12,7 +12,10 @@ from typing import Any, Protocol
 # topic, value (None: a tombstone), key, partition (None: by key), timestamp ms (None: now)
 Message = tuple[str, bytes | None, bytes | None, int | None, int | None]
 
-TICK = b""  # an empty envelope: lets the agent flush an idle partition
+# An empty envelope: lets the agent flush an idle partition. Through the topic, not from a
+# timer: Faust's tables (and their RocksDB store) take the partition of a write from the
+# current event, and only the agent iterating an envelope of that partition has one.
+TICK = b""
 
 
 class Ackable(Protocol):

@@ -2,7 +2,8 @@
 
 An invalid catalog is refused whole, never half-loaded; every problem is reported as
 `dotted.path: message` (e.g. `services.mobile.touchpoints.install.kpis.on_time.scale: values
-must increase`).
+must increase`). One module: the models' validators check each other's fields (a programme
+names services, touchpoints and KPIs of the catalog), and the error paths follow the models.
 """
 
 from __future__ import annotations

@@ -130,7 +130,7 @@ class Api:
             total += 1
             if not total % YIELD_EVERY:
                 await asyncio.sleep(0)  # a large view must not hold the stream up
-        records = [r for r in await self._records(page) if r is not None]
+        records = [r for r in await self.records_of(page) if r is not None]
         return answer(
             {
                 "count": len(records),
@@ -150,7 +150,7 @@ class Api:
         if not selected:
             raise BadRequest(404, f"no scores for unit {unit}")
         windows: dict[str, Any] = {}
-        for latest, record in zip(selected, await self._records(selected), strict=True):
+        for latest, record in zip(selected, await self.records_of(selected), strict=True):
             if record is None:
                 continue
             level, kind = latest.parts[0], latest.parts[5]
@@ -324,7 +324,7 @@ class Api:
 
     # -- following the outputs -------------------------------------------------------------
 
-    async def _records(self, kept: list[Latest]) -> list[dict[str, Any] | None]:
+    async def records_of(self, kept: list[Latest]) -> list[dict[str, Any] | None]:
         """The decoded records (None: undecodable), yielding to the loop now and then."""
         records: list[dict[str, Any] | None] = []
         for i, latest in enumerate(kept, 1):

@@ -78,7 +78,7 @@ async def console_state(api: Api) -> dict[str, Any]:
         ranking = api.view.standings.get((kind, None, None))
         ranks = {e["unit"]: e for e in (ranking or {}).get("units", [])}
         units: dict[str, Any] = {}
-        for record in await api._records(selected):
+        for record in await api.records_of(selected):
             if record is None or record.get("unit") is None:
                 continue
             unit = units.setdefault(

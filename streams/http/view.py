@@ -32,12 +32,12 @@ class Latest:
 class Window:
     start: str  # window_start as published (ISO, local offset): one format, ordered as text
     records: dict[bytes, Latest] = field(default_factory=dict)
-    _order: list[Latest] | None = None  # records in answer order, until a key is added
+    in_order: list[Latest] | None = None  # records in answer order, until a key is added
 
     def ordered(self) -> list[Latest]:
-        if self._order is None:
-            self._order = sorted(self.records.values(), key=lambda latest: _order(latest.parts))
-        return self._order
+        if self.in_order is None:
+            self.in_order = sorted(self.records.values(), key=lambda latest: _order(latest.parts))
+        return self.in_order
 
 
 def key_parts(key: bytes | None) -> KeyParts | None:
@@ -88,7 +88,7 @@ class OutputView:
             latest.raw, latest.record = value, None
         else:
             window.records[key] = Latest(parts, value)
-            window._order = None
+            window.in_order = None
 
     def forget_score(self, key: bytes | None) -> None:
         parts = key_parts(key)
@@ -97,7 +97,7 @@ class OutputView:
         window = self.windows.get((parts[5], parts[1]))
         if window is not None and window.start == parts[6]:
             if window.records.pop(key, None) is not None:
-                window._order = None
+                window.in_order = None
             if not window.records:
                 del self.windows[(parts[5], parts[1])]
 

@@ -41,7 +41,7 @@ from streams.topics import Topics
 from streams.wire.codec import EventDecoder
 from streams.wire.outputs import OutputCodec
 from streams.wire.schemas import SchemaStore
-from streams.worker.kafka_compat import adapt_consumer, end_offsets
+from streams.worker.kafka_compat import adapt_consumer, committed_offsets, end_offsets
 
 log = logging.getLogger(__name__)
 ALIGN_MAX_WAIT_S = 5.0  # how long a partition with data on the broker may hold the merge
@@ -135,7 +135,7 @@ class GroupBacklog:
         if not tps:
             return
         try:
-            committed = await self.consumer._coordinator.fetch_committed_offsets(tps)
+            committed = await committed_offsets(self.consumer, tps)
             ends = await end_offsets(self.consumer, tps, self.workarounds)
         except Exception as error:  # the view is kept until the next refresh succeeds
             log.debug("group backlog not refreshed: %r", error)

@@ -5,6 +5,10 @@ once per emit interval: the caller coalesces), with `revision` + 1; of its rows 
 whose published fields changed go out (a month window's tree is ~300 rows, and most of them
 do not move between two emits). When the watermark passes the window's end plus the allowed
 lateness, every row goes out once more with `final: true`.
+
+The publisher reads the partition's state and returns its decisions (`WindowDecision`);
+the service writes them into the state. One module for the score rows, the programme
+records and the network means they wait for: which windows go out depends on all three.
 """
 
 from __future__ import annotations

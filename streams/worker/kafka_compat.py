@@ -27,9 +27,10 @@ And two for Faust itself, on any broker (they fix Faust, not the broker):
 Faust gets them through transports registered under two URL schemes: `cemi` (4 and 5) and
 `cemi-embedded` (all five); `faust_broker_url` picks one.
 
-Two readings of Faust's internals live here too, so that every use of its private API is in
-this module: whether the tables are recovered (`tables_recovered`), and how many fetched
-messages its channels hold (`fetched_not_taken`).
+Three readings of internals live here too, so that every use of a private API is in this
+module: whether Faust's tables are recovered (`tables_recovered`), how many fetched messages
+its channels hold (`fetched_not_taken`), and a group's committed offsets in one request
+(`committed_offsets`, aiokafka's coordinator).
 """
 
 from __future__ import annotations
@@ -236,3 +237,9 @@ def fetched_not_taken(topic: Any) -> int:
     """Messages of a topic that Faust fetched and its agents have not taken yet (the queues
     of the channels iterating it)."""
     return sum(channel.queue.qsize() for channel in getattr(topic, "_subscribers", ()))
+
+
+async def committed_offsets(consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> Any:
+    """The consumer's group's committed offsets of `tps` in one request (aiokafka's public
+    `committed` asks once per partition); partitions without a commit are left out."""
+    return await consumer._coordinator.fetch_committed_offsets(tps)
