@@ -319,7 +319,7 @@ class Api:
                 ok = True
             except Exception as error:  # timeouts and every Kafka error mean "not reachable"
                 log.debug("broker probe failed: %r", error)
-        self.broker_ok = ok
+        self.broker_ok = self.runtime.broker_reachable = ok
         self.broker_checked_at = time.monotonic()
 
     # -- following the outputs -------------------------------------------------------------

@@ -135,6 +135,7 @@ class ScoringService:
         means: MeansLookup | None = None,
         retention_ms: int | None = None,
         observe_latency: Callable[[float], None] | None = None,
+        reachable: Callable[[], bool] | None = None,
     ) -> None:
         self.plan = plan
         self.config = config
@@ -151,6 +152,10 @@ class ScoringService:
         # tombstoned (a replay of old history; live windows age out by the topics' retention)
         self.retention_ms = retention_ms
         self.observe_latency = observe_latency
+        # whether the broker answers (the API's probe): while it does not, the partitions'
+        # event-time clocks stand still (`_pause`, `_resume`)
+        self.reachable = reachable or (lambda: True)
+        self.paused_since_ms: int | None = None
 
     # -- inside the agent's iteration ---------------------------------------------------
 
@@ -170,6 +175,7 @@ class ScoringService:
         waiting on the broker."""
         runtime = self._runtime(partition, load)
         now = time.monotonic()
+        self._resume(_wall_ms())  # an envelope arrived: the input is readable again
         state = runtime.state
         replayed = offset is not None and offset <= state.envelope_offset
         if offset is not None and not replayed:
@@ -249,16 +255,23 @@ class ScoringService:
         """Messages to publish now: changed/closing windows, the outboxes (alerts, late
         events, dead letters), flush ticks."""
         now = time.monotonic()
-        now_ms = int(time.time() * 1000)
+        now_ms = _wall_ms()
         emitted = Emitted()
         messages = emitted.messages
         progress: dict[int, int] = {}  # partitions whose watermark moved
+        if self.reachable():
+            self._resume(now_ms)
+        elif self.paused_since_ms is None:
+            self.paused_since_ms = now_ms
         for partition, runtime in self.partitions.items():
             state = runtime.state
-            state.clock.refresh(now_ms)
-            if now - runtime.last_envelope >= self.idle_advance_s:
-                state.clock.advance_idle(int((now - runtime.last_idle_advance) * 1000))
-                runtime.last_idle_advance = now
+            if self.paused_since_ms is not None:
+                runtime.last_idle_advance = now  # an outage is not idleness
+            else:
+                state.clock.refresh(now_ms)
+                if now - runtime.last_envelope >= self.idle_advance_s:
+                    state.clock.advance_idle(int((now - runtime.last_idle_advance) * 1000))
+                    runtime.last_idle_advance = now
             state.evaluate_alerts(self.evaluator)
             owed = state.outbox.take()
             if owed:
@@ -315,6 +328,18 @@ class ScoringService:
             # close a window once every partition's watermark passed it
             messages.append(self.outputs.progress_message(progress))
         return emitted
+
+    def _resume(self, now_ms: int) -> None:
+        """The broker answers again: the time it did not is cut out of every partition's
+        clock. Silence decides when a source is released and when an idle partition's
+        watermark follows the wall clock; a broker outage during a replay is not silence,
+        and counting it as such made the watermark jump past unread events (late)."""
+        if self.paused_since_ms is None:
+            return
+        paused_ms = max(0, now_ms - self.paused_since_ms)
+        self.paused_since_ms = None
+        for runtime in self.partitions.values():
+            runtime.state.clock.pause(paused_ms)
 
     def sent(self, emitted: Emitted) -> None:
         """The broker acknowledged every message of `emitted`: its outbox entries leave their

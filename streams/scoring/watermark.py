@@ -87,6 +87,13 @@ class Watermark:
             if seen_from is not None:
                 seen_from[2] = 0
 
+    def pause(self, paused_ms: int) -> None:
+        """Time in which the input could not be read (the broker unreachable) is not silence:
+        every source's last delivery moves that much later, so a source holding a backlog
+        is not released by an outage, nor the watermark carried past its unread events."""
+        for source in self.sources.values():
+            source[1] += paused_ms
+
     def advance_idle(self, elapsed_ms: int) -> None:
         """An idle partition's watermark follows the wall clock, so its windows still close."""
         if self.ms is not None and elapsed_ms > 0:

@@ -96,6 +96,7 @@ def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | N
             means=lambda kind, start: views.get((kind, start)),
             retention_ms=settings.output_retention_ms,
             observe_latency=latency.observe,
+            reachable=lambda: runtime.broker_reachable,
         ),
     )
     app = faust.App(

@@ -45,6 +45,7 @@ class Runtime:
     ingest: Ingest | IngestProcess | None = None
     network: NetworkState | None = None
     loglevel: str = "warning"  # the worker's, for the ingest child (set by run_worker)
+    broker_reachable: bool = True  # the API's probe's latest answer
 
     async def send(self, messages: list[Message]) -> None:
         assert self.sender is not None

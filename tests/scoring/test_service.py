@@ -376,3 +376,74 @@ def test_a_closed_window_of_a_programme_unit_waits_for_the_network_means_before_
     monkeypatch.setattr(publish, "NETWORK_HOLD_MS", 0)
     service.emit()
     assert day2 not in state.windows
+
+
+class Clock:
+    """The service's wall and monotonic clocks, moved by hand."""
+
+    def __init__(self, monkeypatch: Any) -> None:
+        self.ms = local_ms("2026-11-05 12:30")
+        monkeypatch.setattr("streams.scoring.service._wall_ms", lambda: self.ms)
+        monkeypatch.setattr("streams.scoring.service.time.monotonic", lambda: self.ms / 1000)
+
+    def pass_s(self, seconds: float) -> None:
+        self.ms += int(seconds * 1000)
+
+
+def install_envelope(plan: ScoringPlan, topic: str, offset: int, when: str, **flags: Any) -> bytes:
+    e = validate_event(event("install", when, kind="install", status="completed", on_time=True))
+    return encode_envelope([entry_for(e, plan.contributions(e), topic, 0, offset, 1)], **flags)
+
+
+def outage_then_a_held_sources_event(
+    small_plan: ScoringPlan, monkeypatch: Any, reachable_during: bool
+) -> ScoringService:
+    """Two sources: `slow` still has records on the broker at 09:00, `fast` is at 12:00.
+    Then 400 s in which the broker does not answer (or, `reachable_during`, answers but
+    nothing comes), emitting every 5 s; then slow's next event, 09:10."""
+    clock = Clock(monkeypatch)
+    broker_up = [True]
+    service = service_for(small_plan, reachable=lambda: broker_up[0])
+    table: dict[str, bytes | None] = {}
+    load = lambda: list(table.items())  # noqa: E731
+    write = table.__setitem__
+
+    def deliver(value: bytes, at: int) -> None:
+        service.on_envelope(0, value, Envelope(), load, write, offset=at)
+
+    deliver(install_envelope(small_plan, "slow", 0, "2026-11-05 09:00", behind=["slow#0"]), 0)
+    deliver(install_envelope(small_plan, "fast", 0, "2026-11-05 12:00"), 1)
+    service.emit()
+    assert service.partitions[0].state.watermark_ms == local_ms("2026-11-05 09:00")
+    broker_up[0] = reachable_during
+    for _ in range(80):  # 400 s: longer than a held source's 180 s
+        clock.pass_s(5)
+        service.emit()
+    broker_up[0] = True
+    clock.pass_s(5)
+    deliver(install_envelope(small_plan, "slow", 1, "2026-11-05 09:10", behind=["slow#0"]), 2)
+    return service
+
+
+def test_a_broker_outage_does_not_release_a_held_source_nor_move_the_watermark(
+    small_plan: ScoringPlan, monkeypatch: Any
+) -> None:
+    # Without the pause, 180 s after slow's last envelope no source is active, the watermark
+    # takes fast's 12:00 and slow's 09:10 event is late (12:00 - 10 min lateness > 09:10).
+    service = outage_then_a_held_sources_event(small_plan, monkeypatch, reachable_during=False)
+    state = service.partitions[0].state
+    assert state.counts.late == 0
+    # slow held it through the outage; now it is the only source delivering
+    assert state.watermark_ms == local_ms("2026-11-05 09:10")
+
+
+def test_silence_with_the_broker_up_still_releases_a_held_source(
+    small_plan: ScoringPlan, monkeypatch: Any
+) -> None:
+    # the same 400 s with the broker answering: slow's ingest went quiet for longer than a
+    # rebalance lasts (its records may go to other partitions now), so it is released
+    service = outage_then_a_held_sources_event(small_plan, monkeypatch, reachable_during=True)
+    state = service.partitions[0].state
+    assert state.counts.late == 1
+    assert state.watermark_ms is not None
+    assert state.watermark_ms >= local_ms("2026-11-05 12:00")
