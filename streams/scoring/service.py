@@ -5,6 +5,9 @@ to the changelog-backed table in flushes (the agent's writes must happen while i
 event of that partition, Faust's rule for choosing the changelog partition). Envelopes are
 acknowledged only after the flush that persisted them, so Faust never commits an offset whose
 effect could be lost; what was applied but not flushed is simply replayed.
+
+One module for the fold's flushes, the emit's publication and the outbox's confirmations:
+all three step the same per-partition runtime (pending envelopes, pacing, the clock).
 """
 
 from __future__ import annotations
