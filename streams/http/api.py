@@ -17,6 +17,7 @@ import asyncio
 import hmac
 import logging
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -50,7 +51,7 @@ from streams.http.params import (
     body_as,
     query,
 )
-from streams.http.view import Latest, OutputView
+from streams.http.view import Latest, OutputView, Ranked
 from streams.programme_client import programme_update, send_update
 from streams.worker.kafka_compat import tables_recovered
 
@@ -179,7 +180,7 @@ class Api:
         self.authorize(request, write=False)
         params = query(request, StandingsQuery)
         slot = (params.window, params.service, params.touchpoint)
-        record = self.view.standings.get(slot)
+        record = await self.standings_of(slot)
         if record is None:
             # (a touchpoint without its service names no ranking: none is ever kept)
             raise BadRequest(404, f"no standings for {'/'.join(s or '-' for s in slot)}")
@@ -324,7 +325,12 @@ class Api:
 
     # -- following the outputs -------------------------------------------------------------
 
-    async def records_of(self, kept: list[Latest]) -> list[dict[str, Any] | None]:
+    async def standings_of(self, slot: tuple[str, str | None, str | None]) -> dict[str, Any] | None:
+        """The newest standings record of a kind and key, decoded (None: none, or corrupt)."""
+        kept = self.view.standings.get(slot)
+        return None if kept is None else (await self.records_of([kept]))[0]
+
+    async def records_of(self, kept: Sequence[Latest | Ranked]) -> list[dict[str, Any] | None]:
         """The decoded records (None: undecodable), yielding to the loop now and then."""
         records: list[dict[str, Any] | None] = []
         for i, latest in enumerate(kept, 1):
@@ -356,7 +362,9 @@ class Api:
                 if message.topic in (scores, kpi):
                     self.view.forget_score(message.key)
                 continue
-            if message.topic in (alerts, standings, programmes):
+            if message.topic == standings:
+                self.view.add_standings(message.key, message.value)
+            elif message.topic in (alerts, programmes):
                 try:
                     record = await codec.decode_async(message.value)
                 except Exception as error:  # a corrupt record must not stop the following
@@ -365,8 +373,6 @@ class Api:
                     continue
                 if message.topic == alerts:
                     self.view.add_alert(record)
-                elif message.topic == standings:
-                    self.view.add_standings(record)
                 else:
                     self.view.add_programme(record)
             else:

@@ -75,7 +75,7 @@ async def console_state(api: Api) -> dict[str, Any]:
             for latest in api.view.select({"window": kind})
             if latest.parts[0] in ("unit", "service")
         ]
-        ranking = api.view.standings.get((kind, None, None))
+        ranking = await api.standings_of((kind, None, None))
         ranks = {e["unit"]: e for e in (ranking or {}).get("units", [])}
         units: dict[str, Any] = {}
         for record in await api.records_of(selected):

@@ -7,10 +7,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    pass
+from typing import Any
 
 from streams.http.params import LEVEL_ORDER
 
@@ -24,6 +21,16 @@ class Latest:
     """The latest value of one key: its key's parts, its bytes, decoded on first use."""
 
     parts: KeyParts
+    raw: bytes
+    record: dict[str, Any] | None = None
+
+
+@dataclass
+class Ranked:
+    """The latest standings record of one key, kept as its bytes (decoded on first use: the
+    network level republishes hundreds of them a second while it catches up)."""
+
+    start: str  # window_start as published: ordered as text, like `Window.start`
     raw: bytes
     record: dict[str, Any] | None = None
 
@@ -66,7 +73,7 @@ class OutputView:
         self.windows: dict[tuple[str, str], Window] = {}
         self.alerts: dict[str, dict[str, Any]] = {}
         # the newest window's standings per (kind, service, touchpoint)
-        self.standings: dict[tuple[str, str | None, str | None], dict[str, Any]] = {}
+        self.standings: dict[tuple[str, str | None, str | None], Ranked] = {}
         # the newest window's programme records per (kind, unit, programme, indicator)
         self.programmes: dict[tuple[Any, ...], dict[str, Any]] = {}
         self.caught_up = False
@@ -101,12 +108,22 @@ class OutputView:
             if not window.records:
                 del self.windows[(parts[5], parts[1])]
 
-    def add_standings(self, record: dict[str, Any]) -> None:
-        """Keep a standings record if its window is the newest of its kind and key."""
-        slot = (record.get("window"), record.get("service"), record.get("touchpoint"))
-        kept = self.standings.get(slot)  # type: ignore[arg-type]
-        if kept is None or record.get("window_start_ms", 0) >= kept.get("window_start_ms", 0):
-            self.standings[slot] = record  # type: ignore[index]
+    def add_standings(self, key: bytes | None, value: bytes) -> None:
+        """Keep a standings record if its window is the newest of its kind and key (read from
+        its key, `window/window_start/service/touchpoint`, without decoding it)."""
+        parts = key.decode(errors="replace").split("/") if key else []
+        if len(parts) != 4:
+            self.undecodable += 1
+            return
+        kind, start, service, touchpoint = parts
+        slot = (
+            kind,
+            None if service == "-" else service,
+            None if touchpoint == "-" else touchpoint,
+        )
+        kept = self.standings.get(slot)
+        if kept is None or start >= kept.start:
+            self.standings[slot] = Ranked(start, value)
 
     def add_programme(self, record: dict[str, Any]) -> None:
         """Keep a programme record if its window is the newest of its kind for its unit,

@@ -21,6 +21,11 @@ from streams.worker.tables import AckAfterPersist, ConfirmingTable, log_unconfir
 
 log = logging.getLogger(__name__)
 MAX_UNCONFIRMED_FLUSHES = 1  # flushes the fold runs ahead of the changelog's confirmation
+# The units' summaries of one emit reach the network level as a burst: it publishes once the
+# burst is over (no summary for NETWORK_QUIET_S), or at the latest NETWORK_MAX_WAIT_S after
+# its first one, rather than re-ranking a window for every part of the burst.
+NETWORK_QUIET_S = 0.15
+NETWORK_MAX_WAIT_S = 1.0
 
 
 class EnvelopeFold:
@@ -98,6 +103,19 @@ class NetworkFold:
         self.allowed_lateness_ms = allowed_lateness_ms
         self.unconfirmed: list[Any] = []  # events whose table writes are not sent yet
         self.acks = AckAfterPersist()
+        self.last_event_s = 0.0  # monotonic time of the last summary folded
+        self.burst_since_s: float | None = None  # of the first one not published yet
+
+    def settling(self, now_s: float) -> bool:
+        """A burst of summaries is still arriving (and has not waited too long)."""
+        return (
+            self.burst_since_s is not None
+            and now_s - self.last_event_s < NETWORK_QUIET_S
+            and now_s - self.burst_since_s < NETWORK_MAX_WAIT_S
+        )
+
+    def published(self) -> None:
+        self.burst_since_s = None
 
     def on_event(self, event: Any) -> None:
         runtime = self.runtime
@@ -107,6 +125,9 @@ class NetworkFold:
                 runtime.network.add(decode_summary(value))
         if runtime.network.add(decode_summary(event.value)):
             self.table.put(event.key.decode(), event.value)
+        self.last_event_s = time.monotonic()
+        if self.burst_since_s is None:
+            self.burst_since_s = self.last_event_s
         for key in runtime.network.expire():
             self.table.put(key, None)
         self.unconfirmed.append(event)
@@ -129,11 +150,18 @@ class Emitter:
     outboxes and flush ticks, and the network level's records."""
 
     def __init__(
-        self, app: Any, runtime: Runtime, fold: EnvelopeFold, pace: EmitPace, tick_s: float
+        self,
+        app: Any,
+        runtime: Runtime,
+        fold: EnvelopeFold,
+        network: NetworkFold,
+        pace: EmitPace,
+        tick_s: float,
     ) -> None:
         self.app = app
         self.runtime = runtime
         self.fold = fold
+        self.network = network
         self.pace = pace
         self.tick_s = tick_s
 
@@ -195,6 +223,9 @@ class Emitter:
         runtime = self.runtime
         if runtime.network is None or runtime.sender is None or self.app.should_stop:
             return
+        if self.network.settling(time.monotonic()):
+            return
+        self.network.published()
         published = runtime.network.publish(int(time.time() * 1000))
         outputs = runtime.outputs
         messages = [outputs.score_message(r, stamp) for r, stamp in published.records]

@@ -222,7 +222,7 @@ def create_app(settings: Settings, bootstrap: str, catalog_plan: ScoringPlan | N
     # ticks finer than the interval: the end of a catch-up is published within a tick
     emit_tick_s = emit_interval_s / 4
     pace = EmitPace(emit_interval_s, emit_tick_s)
-    emitter = Emitter(app, runtime, envelope_fold, pace, emit_tick_s)
+    emitter = Emitter(app, runtime, envelope_fold, network_fold, pace, emit_tick_s)
 
     @app.task
     async def emit_ticks() -> None:
