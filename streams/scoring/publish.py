@@ -79,6 +79,22 @@ _KEY_PREFIXES: dict[tuple[Any, ...], str] = {}
 _KEY_PREFIXES_MAX = 100_000
 
 
+def _summary(key: WindowKey, rows: list[Record], closed: bool) -> dict[str, Any]:
+    """A unit window's scores for the network level (its means, network score, standings)."""
+    unit, kind, start = key
+    return {
+        "unit": unit,
+        "window": kind,
+        "start": start,
+        "window_start": rows[0]["window_start"],
+        "final": closed,
+        "score": rows[0]["score"],  # unit_rows start with the unit row
+        "rows": [
+            [r["level"], r["service"], r["touchpoint"], r["kpi"], r["score"]] for r in rows[1:]
+        ],
+    }
+
+
 def _signature(row: Record) -> tuple[Any, ...]:
     """What a row says, before the fields that say when and how often are added (rows are
     built field by field in one order, so equal values mean an unchanged row)."""
@@ -100,6 +116,7 @@ class Publisher:
     def __init__(self, plan: ScoringPlan, means: MeansLookup = _no_means) -> None:
         self.plan = plan
         self.means = means
+        self.network = means is not _no_means  # a network level answers the summaries
         self._scores: dict[tuple[int, WindowKey], dict[RecordKey, float | None]] = {}
         # the last published row per record key, per (partition, window)
         self._records: dict[tuple[int, WindowKey], dict[RecordKey, Record]] = {}
@@ -117,6 +134,8 @@ class Publisher:
         # per (partition, window): the last published programme record per (programme,
         # indicator), for metrics
         self._programmes: dict[tuple[int, WindowKey], dict[tuple[str, str], Record]] = {}
+        # per (partition, window) closed and waiting for its network means: since when
+        self._deferred_since_ms: dict[tuple[int, WindowKey], int] = {}
         # per (partition, window): the signature of each row as last published
         self._signatures: dict[tuple[int, WindowKey], dict[RecordKey, tuple[Any, ...]]] = {}
 
@@ -213,6 +232,16 @@ class Publisher:
                 continue
             if key not in changed and not closed and not awaiting_network:
                 continue
+            if closed and self._defer(state.partition, key, now_ms):
+                # its one final publication waits for the network means of its window (the
+                # network level answers its summary within a second or two): published
+                # before, most of its rows would go out twice, the second time with their
+                # delta_network. Its summary goes now (again only if it changes).
+                out.decisions[key] = WindowDecision(changed=False)
+                if key in changed:
+                    rows = self._annotated_rows(state, key, window)
+                    out.summaries.append(_summary(key, rows, closed))
+                continue
             rows = self._annotated_rows(state, key, window)
             if means_read:
                 self._means_read[(state.partition, key)] = means_read
@@ -225,7 +254,6 @@ class Publisher:
             if means_read:
                 self._reading_since_ms[(state.partition, key)] = now_ms
             unit, kind, start = key
-            window_start = rows[0]["window_start"]
             out.decisions[key] = WindowDecision(changed=False, revision=None)
             published = self._records.setdefault((state.partition, key), {})
             row_keys = [record_key(r) for r in rows]
@@ -272,21 +300,21 @@ class Publisher:
                 record.update(revision=revision, final=closed, published_at_ms=now_ms)
                 out.programmes.append((record, stamp))
                 kept[(record["programme"], record["indicator"])] = record
-            out.summaries.append(
-                {
-                    "unit": unit,
-                    "window": kind,
-                    "start": start,
-                    "window_start": window_start,
-                    "final": closed,
-                    "score": rows[0]["score"],  # unit_rows start with the unit row
-                    "rows": [
-                        [r["level"], r["service"], r["touchpoint"], r["kpi"], r["score"]]
-                        for r in rows[1:]
-                    ],
-                }
-            )
+            out.summaries.append(_summary(key, rows, closed))
         return out
+
+    def _defer(self, partition: int, key: WindowKey, now_ms: int) -> bool:
+        """Whether a closing window waits for its network means: they are not known yet,
+        and it has waited less than NETWORK_HOLD_MS (then it goes out without them, and
+        once more when they come)."""
+        if not self.network or self.means(key[1], key[2]) is not None:
+            self._deferred_since_ms.pop((partition, key), None)
+            return False
+        since = self._deferred_since_ms.setdefault((partition, key), now_ms)
+        if now_ms - since < NETWORK_HOLD_MS:
+            return True
+        self._deferred_since_ms.pop((partition, key), None)
+        return False
 
     def reads_network(self, partition: int, key: WindowKey, now_ms: int) -> bool:
         """Whether a window's programme records may still wait for network means: it went
@@ -398,6 +426,7 @@ class Publisher:
         records = self._records.pop((partition, key), None) or {}
         self._signatures.pop((partition, key), None)
         self._without_network.pop((partition, key), None)
+        self._deferred_since_ms.pop((partition, key), None)
         return [(r["level"], record_topic_key(r)) for r in records.values()]
 
     def forget_partition(self, partition: int) -> None:
@@ -413,6 +442,8 @@ class Publisher:
             del self._means_read[cached]
         for cached in [k for k in self._reading_since_ms if k[0] == partition]:
             del self._reading_since_ms[cached]
+        for cached in [k for k in self._deferred_since_ms if k[0] == partition]:
+            del self._deferred_since_ms[cached]
         self._without_network = {
             k: v for k, v in self._without_network.items() if k[0] != partition
         }

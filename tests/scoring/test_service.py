@@ -10,6 +10,7 @@ from streams.core.events import validate_event
 from streams.core.plan import ScoringPlan
 from streams.scoring.keys import control_key
 from streams.scoring.persistence import load_state, resume_position
+from streams.scoring.publish import NETWORK_HOLD_MS
 from streams.scoring.service import EmitPace, ScoringService
 from tests.factories import LOCAL, event, local_ms
 from tests.scoring.test_fold import CONFIG
@@ -447,3 +448,48 @@ def test_silence_with_the_broker_up_still_releases_a_held_source(
     assert state.counts.late == 1
     assert state.watermark_ms is not None
     assert state.watermark_ms >= local_ms("2026-11-05 12:00")
+
+
+def day_rows(messages: list[Any], day: int) -> list[dict[str, Any]]:
+    return [
+        m[1]
+        for m in messages
+        if m[0] == "score" and m[1]["window"] == "day" and m[1]["window_start_ms"] == day
+    ]
+
+
+def test_a_closing_window_waits_for_its_network_means_and_goes_out_once(
+    small_plan: ScoringPlan, monkeypatch: Any
+) -> None:
+    Clock(monkeypatch)
+    views: dict[tuple[str, int], Any] = {}
+    service = service_for(small_plan, means=lambda kind, start: views.get((kind, start)))
+    feeder = Feeder(small_plan, service)
+    day = day_start("2026-11-04")
+    feeder.send(["2026-11-04 10:00", "2026-11-05 10:00"], backlog=False)  # Nov 4 closes
+    first = service.emit().messages
+    assert day_rows(first, day) == []  # not yet: the network level has not answered
+    assert [m[1]["start"] for m in first if m[0] == "summary" and m[1]["window"] == "day"] == [
+        day,
+        day_start("2026-11-05"),
+    ]
+    views[("day", day)] = (3.0, {})  # its network score arrives
+    second = day_rows(service.emit().messages, day)
+    assert second and all(r["final"] and r["revision"] == 1 for r in second)
+    unit_row = next(r for r in second if r["level"] == "unit")
+    assert unit_row["delta_network"] is not None
+    assert day_rows(service.emit().messages, day) == []  # once
+
+
+def test_a_closing_window_goes_out_without_network_means_that_do_not_come(
+    small_plan: ScoringPlan, monkeypatch: Any
+) -> None:
+    clock = Clock(monkeypatch)
+    service = service_for(small_plan, means=lambda kind, start: None)
+    feeder = Feeder(small_plan, service)
+    day = day_start("2026-11-04")
+    feeder.send(["2026-11-04 10:00", "2026-11-05 10:00"], backlog=False)
+    assert day_rows(service.emit().messages, day) == []
+    clock.pass_s(NETWORK_HOLD_MS / 1000)
+    rows = day_rows(service.emit().messages, day)
+    assert rows and all(r["final"] and r["delta_network"] is None for r in rows)
