@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from streams.broker import EmbeddedBroker
+from streams.tools.report import CHROMIUM_ARGS
 from tests.integration.conftest import CEMI, Stream
 
 pytestmark = pytest.mark.broker
@@ -27,14 +28,8 @@ HOLD_MS = 45_000
 HOSTILE = "<script>window.pwned = 1</script><img src=x onerror=window.pwned=2>"
 HOSTILE_OWNER = "<script>window.pwned = 3</script>field team"  # owners: 64 characters at most
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+# the report's Chromium flags; Playwright adds its own headless mode
+ARGS = [arg for arg in CHROMIUM_ARGS if arg != "--headless"]
 
 
 def api(worker: Any, path: str) -> Any:
