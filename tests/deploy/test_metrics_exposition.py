@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from types import SimpleNamespace
 from typing import Any
@@ -107,12 +106,7 @@ def test_exposition_falls_back_to_generate_latest_for_other_metric_types() -> No
     assert exposition(registry) == generate_latest(registry)
 
 
-def test_exposition_is_faster_than_generate_latest_for_many_units() -> None:
+def test_exposition_is_byte_for_byte_generate_latest_for_many_units() -> None:
+    # the size `bench/exposition.py` times (how much faster is a benchmark, not a test)
     registry = registry_for(CemiCollector(fake_scoring(20), ingest_stats, "v"))
-    start = time.perf_counter()
-    generate_latest(registry)
-    slow = time.perf_counter() - start
-    start = time.perf_counter()
-    exposition(registry)
-    fast = time.perf_counter() - start
-    assert fast < slow * 0.75, (fast, slow)
+    assert exposition(registry) == generate_latest(registry)
