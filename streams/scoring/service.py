@@ -46,6 +46,7 @@ class PartitionRuntime:
     pending: list[Ackable] = field(default_factory=list)
     last_flush: float = field(default_factory=time.monotonic)
     last_envelope: float = field(default_factory=time.monotonic)
+    busy_at_envelope: float = 0.0  # `ScoringService.busy_s` at the last envelope
     last_idle_advance: float = field(default_factory=time.monotonic)
     tick_sent: bool = False
     backlog: bool = False  # the last envelope said its sources had more on the broker
@@ -159,6 +160,9 @@ class ScoringService:
         # event-time clocks stand still (`_pause`, `_resume`)
         self.reachable = reachable or (lambda: True)
         self.paused_since_ms: int | None = None
+        # the time `emit` held the event loop, in total: the fold cannot take envelopes
+        # meanwhile, so that time is not silence of the input (`_silent_s`)
+        self.busy_s = 0.0
 
     # -- inside the agent's iteration ---------------------------------------------------
 
@@ -189,6 +193,7 @@ class ScoringService:
             entries, behind, caught_up, group_behind = read_envelope(value)
             state.apply(entries, _wall_ms(), behind, caught_up, group_behind)
             runtime.last_envelope = runtime.last_idle_advance = now
+            runtime.busy_at_envelope = self.busy_s
             runtime.backlog = backlog or bool(behind)
         runtime.tick_sent = False
         runtime.pending.append(event)
@@ -227,7 +232,9 @@ class ScoringService:
         runtime = self.partitions.get(partition)
         if runtime is None:
             state = load_state(partition, self.config, load(), _wall_ms())
-            runtime = self.partitions[partition] = PartitionRuntime(state)
+            runtime = self.partitions[partition] = PartitionRuntime(
+                state, busy_at_envelope=self.busy_s
+            )
             c = state.counts
             log.info(
                 "partition %d loaded: %d units, %d windows, watermark %s, scored %d, "
@@ -272,7 +279,7 @@ class ScoringService:
                 runtime.last_idle_advance = now  # an outage is not idleness
             else:
                 state.clock.refresh(now_ms)
-                if now - runtime.last_envelope >= self.idle_advance_s:
+                if self._silent_s(runtime, now) >= self.idle_advance_s:
                     state.clock.advance_idle(int((now - runtime.last_idle_advance) * 1000))
                     runtime.last_idle_advance = now
             state.evaluate_alerts(self.evaluator)
@@ -286,7 +293,7 @@ class ScoringService:
             # window is superseded within seconds: closing windows go out at once, open ones
             # every CATCH_UP_PUBLISH_S; the backlog's end publishes everything at the next
             # emit. A live stream with a momentary backlog publishes at every emit.
-            if now - runtime.last_envelope >= self.flush_interval_s:
+            if self._silent_s(runtime, now) >= self.flush_interval_s:
                 runtime.backlog = False  # nothing arrived for a while: no backlog left
             catching_up = _replaying(runtime, now_ms)
             open_windows = not catching_up or now - runtime.last_open_publish >= CATCH_UP_PUBLISH_S
@@ -321,7 +328,7 @@ class ScoringService:
             if runtime.flush_wanted or (
                 unflushed
                 and not runtime.tick_sent
-                and now - runtime.last_envelope >= self.flush_interval_s
+                and self._silent_s(runtime, now) >= self.flush_interval_s
             ):
                 runtime.flush_wanted = False
                 messages.append(self.outputs.tick_message(partition))
@@ -330,7 +337,15 @@ class ScoringService:
             # after every partition's summaries, in one message: the network level may
             # close a window once every partition's watermark passed it
             messages.append(self.outputs.progress_message(progress))
+        self.busy_s += time.monotonic() - now
         return emitted
+
+    def _silent_s(self, runtime: PartitionRuntime, now: float) -> float:
+        """How long the partition's input has been silent: since its last envelope, not
+        counting the publication that held the loop meanwhile. A catch-up's publication
+        can take longer than a flush interval; counted as silence, it ended the catch-up
+        and every open window went out at each emit after it."""
+        return now - runtime.last_envelope - (self.busy_s - runtime.busy_at_envelope)
 
     def _resume(self, now_ms: int) -> None:
         """The broker answers again: the time it did not is cut out of every partition's
@@ -388,7 +403,7 @@ class ScoringService:
         after a batch, is not catching up."""
         now, now_ms = time.monotonic(), _wall_ms()
         return any(
-            now - runtime.last_envelope < self.flush_interval_s and _replaying(runtime, now_ms)
+            self._silent_s(runtime, now) < self.flush_interval_s and _replaying(runtime, now_ms)
             for runtime in self.partitions.values()
         )
 

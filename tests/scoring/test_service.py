@@ -219,6 +219,32 @@ def test_a_backlog_ends_when_no_envelope_came_for_a_flush_interval(
     assert ("day", day_start("2026-11-04")) in published_windows(service.emit().messages)
 
 
+def test_a_publication_longer_than_a_flush_interval_is_not_silence_of_the_input(
+    small_plan: ScoringPlan, monkeypatch: Any
+) -> None:
+    # the fold takes no envelope while a catch-up's publication holds the loop: counted as
+    # silence, it ended the catch-up and every open window went out at each emit after it
+    clock = Clock(monkeypatch)
+    service = service_for(small_plan, flush_interval_s=1)
+    feeder = Feeder(small_plan, service)
+    publish = service.publisher.publish
+
+    def slow_publish(*args: Any, **kwargs: Any) -> Any:
+        clock.pass_s(2)
+        return publish(*args, **kwargs)
+
+    monkeypatch.setattr(service.publisher, "publish", slow_publish)
+    feeder.send(["2026-11-04 10:00"], backlog=True)
+    service.emit()
+    feeder.send(["2026-11-04 10:30"], backlog=True)
+    assert published_windows(service.emit().messages) == set()  # day 4 is open
+    assert service.catching_up()
+    assert published_windows(service.emit().messages) == set()  # still catching up
+    clock.pass_s(1.5)  # real silence
+    assert not service.catching_up()
+    assert ("day", day_start("2026-11-04")) in published_windows(service.emit().messages)
+
+
 def test_the_service_is_catching_up_only_while_a_backlog_keeps_arriving(
     small_plan: ScoringPlan,
 ) -> None:
