@@ -79,14 +79,16 @@ _KEY_PREFIXES: dict[tuple[Any, ...], str] = {}
 _KEY_PREFIXES_MAX = 100_000
 
 
-def _summary(key: WindowKey, rows: list[Record], closed: bool) -> dict[str, Any]:
+def _summary(
+    key: WindowKey, rows: list[Record], closed: bool, window_start: str
+) -> dict[str, Any]:
     """A unit window's scores for the network level (its means, network score, standings)."""
     unit, kind, start = key
     return {
         "unit": unit,
         "window": kind,
         "start": start,
-        "window_start": rows[0]["window_start"],
+        "window_start": window_start,
         "final": closed,
         "score": rows[0]["score"],  # unit_rows start with the unit row
         "rows": [
@@ -138,6 +140,11 @@ class Publisher:
         self._deferred_since_ms: dict[tuple[int, WindowKey], int] = {}
         # per (partition, window): the signature of each row as last published
         self._signatures: dict[tuple[int, WindowKey], dict[RecordKey, tuple[Any, ...]]] = {}
+        # per (partition, window) closed and waiting for its network means: its rows as
+        # scored for its summary (not annotated). A closed window no longer changes, so its
+        # final publication and its successor's delta_prev take them instead of scoring it
+        # again (every day of a catch-up is scored once, not twice or three times).
+        self._closed_rows: dict[tuple[int, WindowKey], list[Record]] = {}
 
     def _rows(self, state: PartitionState, key: WindowKey, window: Window) -> list[Record]:
         unit, _, start = key
@@ -157,14 +164,19 @@ class Publisher:
         window = state.windows.get(previous_key)
         if window is None:
             return None
-        cached = {record_key(r): r["score"] for r in self._rows(state, previous_key, window)}
+        rows = self._closed_rows.get((state.partition, previous_key))
+        if rows is None:
+            rows = self._rows(state, previous_key, window)
+        cached = {record_key(r): r["score"] for r in rows}
         self._scores[(state.partition, previous_key)] = cached
         return cached
 
     def _annotated_rows(
         self, state: PartitionState, key: WindowKey, window: Window
     ) -> list[Record]:
-        rows = self._rows(state, key, window)
+        rows = self._closed_rows.pop((state.partition, key), None)
+        if rows is None:
+            rows = self._rows(state, key, window)
         _, kind, start = key
         # delta_network against the network means known now (the network level is
         # gathered from every partition, so it trails by a publication)
@@ -239,8 +251,11 @@ class Publisher:
                 # delta_network. Its summary goes now (again only if it changes).
                 out.decisions[key] = WindowDecision(changed=False)
                 if key in changed:
-                    rows = self._annotated_rows(state, key, window)
-                    out.summaries.append(_summary(key, rows, closed))
+                    rows = self._closed_rows[(state.partition, key)] = self._rows(
+                        state, key, window
+                    )
+                    start_iso = state.calendar.isoformat(key[2])
+                    out.summaries.append(_summary(key, rows, closed, start_iso))
                 continue
             rows = self._annotated_rows(state, key, window)
             if means_read:
@@ -300,7 +315,7 @@ class Publisher:
                 record.update(revision=revision, final=closed, published_at_ms=now_ms)
                 out.programmes.append((record, stamp))
                 kept[(record["programme"], record["indicator"])] = record
-            out.summaries.append(_summary(key, rows, closed))
+            out.summaries.append(_summary(key, rows, closed, rows[0]["window_start"]))
         return out
 
     def _defer(self, partition: int, key: WindowKey, now_ms: int) -> bool:
@@ -425,6 +440,7 @@ class Publisher:
         self._reading_since_ms.pop((partition, key), None)
         records = self._records.pop((partition, key), None) or {}
         self._signatures.pop((partition, key), None)
+        self._closed_rows.pop((partition, key), None)
         self._without_network.pop((partition, key), None)
         self._deferred_since_ms.pop((partition, key), None)
         return [(r["level"], record_topic_key(r)) for r in records.values()]
@@ -444,6 +460,8 @@ class Publisher:
             del self._reading_since_ms[cached]
         for cached in [k for k in self._deferred_since_ms if k[0] == partition]:
             del self._deferred_since_ms[cached]
+        for cached in [k for k in self._closed_rows if k[0] == partition]:
+            del self._closed_rows[cached]
         self._without_network = {
             k: v for k, v in self._without_network.items() if k[0] != partition
         }
