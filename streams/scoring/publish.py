@@ -79,9 +79,7 @@ _KEY_PREFIXES: dict[tuple[Any, ...], str] = {}
 _KEY_PREFIXES_MAX = 100_000
 
 
-def _summary(
-    key: WindowKey, rows: list[Record], closed: bool, window_start: str
-) -> dict[str, Any]:
+def _summary(key: WindowKey, rows: list[Record], closed: bool, window_start: str) -> dict[str, Any]:
     """A unit window's scores for the network level (its means, network score, standings)."""
     unit, kind, start = key
     return {

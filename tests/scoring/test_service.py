@@ -484,12 +484,19 @@ def day_rows(messages: list[Any], day: int) -> list[dict[str, Any]]:
     ]
 
 
-def test_a_closing_window_waits_for_its_network_means_and_goes_out_once(
+def test_a_closing_window_waits_for_its_network_means_and_goes_out_once_scored_once(
     small_plan: ScoringPlan, monkeypatch: Any
 ) -> None:
     Clock(monkeypatch)
     views: dict[tuple[str, int], Any] = {}
     service = service_for(small_plan, means=lambda kind, start: views.get((kind, start)))
+    scored: list[Any] = []
+    rows_of = service.publisher._rows
+    monkeypatch.setattr(
+        service.publisher,
+        "_rows",
+        lambda state, key, w: scored.append(key) or rows_of(state, key, w),
+    )
     feeder = Feeder(small_plan, service)
     day = day_start("2026-11-04")
     feeder.send(["2026-11-04 10:00", "2026-11-05 10:00"], backlog=False)  # Nov 4 closes
@@ -505,33 +512,9 @@ def test_a_closing_window_waits_for_its_network_means_and_goes_out_once(
     unit_row = next(r for r in second if r["level"] == "unit")
     assert unit_row["delta_network"] is not None
     assert day_rows(service.emit().messages, day) == []  # once
-
-
-def test_a_closing_window_waiting_for_its_network_means_is_scored_once(
-    small_plan: ScoringPlan, monkeypatch: Any
-) -> None:
-    # its summary, its final rows and the next day's delta_prev read the same scores: a
-    # closed window no longer changes
-    Clock(monkeypatch)
-    views: dict[tuple[str, int], Any] = {}
-    service = service_for(small_plan, means=lambda kind, start: views.get((kind, start)))
-    scored: list[Any] = []
-    rows_of = service.publisher._rows
-    monkeypatch.setattr(
-        service.publisher,
-        "_rows",
-        lambda state, key, w: scored.append(key) or rows_of(state, key, w),
-    )
-    feeder = Feeder(small_plan, service)
-    day = day_start("2026-11-04")
-    feeder.send(["2026-11-04 10:00", "2026-11-05 10:00"], backlog=False)  # Nov 4 closes
-    service.emit()  # its summary, and Nov 5 (open) with its delta_prev
-    views[("day", day)] = (3.0, {})
-    final = day_rows(service.emit().messages, day)
-    assert final and all(r["final"] for r in final)
-    assert sum(key == ("HPG", "day", day) for key in scored) == 1
-    unit_row = next(r for r in final if r["level"] == "unit")
-    assert unit_row["delta_network"] is not None
+    # its summary, its final rows and Nov 5's delta_prev read the same scores: a closed
+    # window no longer changes, and is scored once
+    assert scored.count(("HPG", "day", day)) == 1
 
 
 def test_a_closing_window_goes_out_without_network_means_that_do_not_come(
