@@ -183,9 +183,13 @@ class NetworkState:
         )
         for record in ranked:
             key = (record["service"], record["touchpoint"])
-            revision, units, final = window.standings.get(key, (0, [], False))
-            if record["units"] == units and (final or not window.final):
-                continue
+            published = window.standings.get(key)
+            revision = 0
+            if published is not None:
+                # a key goes out once even while no unit ranks in it (as `cemi score` has it)
+                revision, units, final = published
+                if record["units"] == units and (final or not window.final):
+                    continue
             window.standings[key] = (revision + 1, record["units"], window.final)
             record.update(
                 window_start_ms=window.start,

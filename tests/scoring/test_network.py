@@ -151,3 +151,23 @@ def test_a_summary_sent_again_unchanged_changes_nothing_and_a_republication_keep
         ("B", 1, 2),
         ("A", 2, 1),
     ]
+
+
+def test_a_standings_key_no_unit_ranks_in_yet_goes_out_once_empty_as_in_the_batch(
+    small_plan: ScoringPlan,
+) -> None:
+    """A day just begun has touchpoints no unit has a score for: `cemi score` gives their
+    standings with no units, so the stream publishes them too (once, not at each publication)."""
+    from streams.core.standings import standings_keys
+
+    network = NetworkState(small_plan, LATENESS)
+    day = local_ms("2026-11-05 00:00")
+    network.add(progress(0, day))
+    network.add(summary("A", day, 4.0, final=False))  # no rows: only the unit score ranks
+    first = {(r["service"], r["touchpoint"]): r for r, _ in network.publish(0).standings}
+    assert set(first) == set(standings_keys(small_plan))
+    empty = [key for key, record in first.items() if record["units"] == []]
+    assert empty and all(first[key]["revision"] == 1 for key in empty)
+    network.add(summary("A", day, 4.5, final=False))
+    moved = [(r["service"], r["touchpoint"]) for r, _ in network.publish(0).standings]
+    assert moved == [(None, None)]  # the empty keys did not move
