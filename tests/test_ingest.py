@@ -1,12 +1,17 @@
-"""What the ingest keeps of fetched records (pure: no broker)."""
+"""What the ingest keeps of fetched records and what its envelopes say (pure: no broker)."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
 
+import orjson
 from aiokafka.structs import ConsumerRecord
 
+from streams.contract.envelope import read_envelope, source_key
 from streams.ingest.stage import held
+from streams.settings import load_settings
+from tests.security.test_hostile_input import make_ingest, records, valid
 
 
 def consumer_record(offset: int, key: bytes | None) -> ConsumerRecord[bytes, bytes]:
@@ -38,3 +43,19 @@ def test_a_held_record_leaves_the_cycle_collector_at_its_first_young_collection(
     gc.collect(0)
     assert all(gc.is_tracked(record) for record in records)
     assert not any(gc.is_tracked(entry) for entry in kept)
+
+
+def test_an_envelope_gives_the_next_held_record_time_of_the_sources_behind_only() -> None:
+    """The fold holds a source behind no earlier than its next record: the envelope carries
+    that time for the sources it names behind, and for no other (a caught-up source's next
+    record, if any, says nothing about a backlog)."""
+    settings = load_settings()
+    ingest, producer = make_ingest(settings)
+    installs = settings.topic("touchpoint.installs")
+    batch = records([(installs, orjson.dumps(valid(0)), None)])
+    base = source_key(settings.topic("touchpoint.subscriber-base"), 0)
+    installs_0 = source_key(installs, 0)
+    asyncio.run(ingest.send(batch, {base}, None, None, {base: 86_400_000, installs_0: 5_000}))
+    (envelope,) = [v for topic, v, _, _ in producer.sent if topic.endswith("envelopes")]
+    content = read_envelope(envelope)
+    assert content.behind == [base] and content.next_ms == {base: 86_400_000}

@@ -12,7 +12,8 @@ Wire form (orjson): `{"e": [entry, ...], "b": [source, ...]}` with each entry
 twice as slow), for `subscriber_base` the active subscriber count, for `programme_update`
 `[programme, indicator, value]`; `b` lists the sending ingest's sources that
 still had records to read when the batch was taken (a backlog: see the fold's watermark), `k`
-its other sources.
+its other sources, `g` the group's other sources with records nobody committed, and `n`, for
+the sources of `b` whose next record the ingest already holds, that record's timestamp.
 """
 
 from __future__ import annotations
@@ -81,22 +82,39 @@ def partition_for(unit: str, partitions: int) -> int:
     return zlib.crc32(unit.encode()) % partitions
 
 
+class EnvelopeContent(NamedTuple):
+    """An envelope as read: its entries as rows and what its ingest knew of its sources."""
+
+    entries: list[Row]
+    behind: list[str]  # the sending ingest's sources with records left to read
+    caught_up: list[str]  # its other sources
+    group_behind: list[str]  # the group's other sources with records nobody committed
+    next_ms: dict[str, int]  # for sources of `behind`: their next record's timestamp
+
+
 def encode_envelope(
     entries: list[list[Any]],
     behind: list[str] | None = None,
     caught_up: list[str] | None = None,
     group_behind: list[str] | None = None,
+    next_ms: dict[str, int] | None = None,
 ) -> bytes:
     return orjson.dumps(
-        {"e": entries, "b": behind or [], "k": caught_up or [], "g": group_behind or []}
+        {
+            "e": entries,
+            "b": behind or [],
+            "k": caught_up or [],
+            "g": group_behind or [],
+            "n": next_ms or {},
+        }
     )
 
 
-def read_envelope(value: bytes) -> tuple[list[Row], list[str], list[str], list[str]]:
-    """(entries as rows, sources of the sending ingest with a backlog, its caught-up sources,
-    the group's other sources with records nobody committed)."""
+def read_envelope(value: bytes) -> EnvelopeContent:
     data = orjson.loads(value)
-    return data["e"], data.get("b", []), data.get("k", []), data.get("g", [])
+    return EnvelopeContent(
+        data["e"], data.get("b", []), data.get("k", []), data.get("g", []), data.get("n", {})
+    )
 
 
 # an Entry from a decoded row without a Python frame per row (Entry(*row) runs one)

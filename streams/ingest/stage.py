@@ -267,7 +267,14 @@ class Ingest:
                     # and the group's other partitions with records nobody committed yet
                     mine = {source_key(tp.topic, tp.partition) for tp in assigned}
                     others = group_backlog.behind - mine
-                    acked = await self.send(released, behind, assigned, others)
+                    # where the merge goes on in each source it holds records of: the fold
+                    # holds a source behind no earlier than its next record
+                    next_ms = {
+                        source_key(tp.topic, tp.partition): timestamp
+                        for tp in assigned
+                        if (timestamp := aligner.next_timestamp(tp)) is not None
+                    }
+                    acked = await self.send(released, behind, assigned, others, next_ms)
                     offsets: dict[TopicPartition, int] = {}
                     for tp, (_, offset, _, _) in released:
                         offsets[tp] = offset + 1
@@ -328,6 +335,7 @@ class Ingest:
         behind: set[str] | None = None,
         assigned: set[TopicPartition] | None = None,
         group_behind: set[str] | None = None,
+        next_ms: dict[str, int] | None = None,
     ) -> asyncio.Future[Any]:
         """Records in merge order -> envelopes and dead letters, sent; the returned future
         completes when the broker has acknowledged all of them."""
@@ -378,15 +386,17 @@ class Ingest:
         self.stats.consumed += len(released)
         envelopes = self.topics.envelopes
         # every envelope says which of this ingest's sources still have records to read
-        lagging = sorted(behind or ())
+        behind_set = behind or set()
+        lagging = sorted(behind_set)
         caught_up = sorted(
-            {source_key(tp.topic, tp.partition) for tp in assigned or ()} - set(lagging)
+            {source_key(tp.topic, tp.partition) for tp in assigned or ()} - behind_set
         )
         others = sorted(group_behind or ())
+        next_of_behind = {s: t for s, t in (next_ms or {}).items() if s in behind_set}
         for partition, entries in by_partition.items():
             for start in range(0, len(entries), MAX_ENVELOPE_ENTRIES):
                 chunk = entries[start : start + MAX_ENVELOPE_ENTRIES]
-                envelope = encode_envelope(chunk, lagging, caught_up, others)
+                envelope = encode_envelope(chunk, lagging, caught_up, others, next_of_behind)
                 outgoing.append((envelopes, envelope, None, partition))
             self.stats.enveloped += len(entries)
         # Sent in order (a partition's envelopes keep batch order), then awaited together:

@@ -134,6 +134,39 @@ def test_a_silent_source_with_a_backlog_holds_the_watermark_past_the_idle_time(
     assert caught_up.watermark_ms == local_ms("2026-11-05 12:00")
 
 
+def test_a_source_behind_whose_next_record_is_held_counts_at_that_record_not_at_its_last(
+    small_plan: ScoringPlan,
+) -> None:
+    """The daily subscriber snapshots: one record per unit and day, so in a replay their
+    source always has records left and its last one is at midnight. Its ingest holds the
+    next (tomorrow's midnight) in its merge, so nothing older comes from it: the other
+    sources carry the watermark through the day, and the day closes on time."""
+    install = {"kind": "install", "status": "completed"}
+    state = PartitionState(0, CONFIG)
+    snapshots = [
+        e._replace(source="base", offset=0)
+        for e in entries(small_plan, [event("install", "2026-11-05 00:00", **install)], sources=1)
+    ]
+    tomorrow = local_ms("2026-11-06 00:00")
+    morning = entries(small_plan, [event("install", "2026-11-05 12:00", **install)], sources=1)
+    evening = entries(
+        small_plan, [event("install", "2026-11-05 23:00", **install)], sources=1, first_offset=1
+    )
+    state.apply([*snapshots, *morning], NOW, behind=["base"], next_ms={"base": tomorrow})
+    state.apply(evening, NOW + 1_000, behind=["base"], next_ms={"base": tomorrow})
+    assert state.watermark_ms == local_ms("2026-11-05 23:00")
+
+    unknown = PartitionState(0, CONFIG)  # its next record not fetched yet: held at its last
+    unknown.apply([*snapshots, *morning], NOW, behind=["base"])
+    unknown.apply(evening, NOW + 1_000, behind=["base"])
+    assert unknown.watermark_ms == local_ms("2026-11-05 00:00")
+
+    silent = PartitionState(0, CONFIG)  # reported behind before it delivered anything here
+    silent.apply(morning, NOW, behind=["base"], next_ms={"base": tomorrow})
+    silent.apply(evening, NOW + 1_000, behind=["base"], next_ms={"base": tomorrow})
+    assert silent.watermark_ms == local_ms("2026-11-05 23:00")
+
+
 def test_a_source_with_a_backlog_holds_the_watermark_before_it_delivered_anything(
     small_plan: ScoringPlan,
 ) -> None:
