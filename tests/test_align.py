@@ -58,16 +58,14 @@ def test_release_gives_the_order_and_stop_of_a_record_by_record_heap_merge(
         assert aligner.release(caught_up.__contains__, limit) == expected
 
 
-def test_the_next_timestamp_is_the_head_of_what_the_merge_still_holds_of_a_partition() -> None:
+def test_the_next_record_is_the_head_of_what_the_merge_still_holds_of_a_partition() -> None:
     aligner: Aligner[str] = Aligner(max_wait_s=1.0)
     aligner.add("base", [(86_400_000, 0), (172_800_000, 1)])
     aligner.add("orders", [(1_000, 0), (90_000_000, 1)])
-    assert aligner.next_timestamp("nothing") is None
-    assert aligner.release(lambda p: False, 2) == [
-        ("orders", (1_000, 0)),
-        ("base", (86_400_000, 0)),
-    ]
-    assert aligner.next_timestamp("base") == 172_800_000
-    assert aligner.next_timestamp("orders") == 90_000_000
+    assert aligner.next_record("nothing") is None
+    released = aligner.release(lambda p: False, 2)
+    assert released == [("orders", (1_000, 0)), ("base", (86_400_000, 0))]
+    assert aligner.next_record("base") == (172_800_000, 1)
+    assert aligner.next_record("orders") == (90_000_000, 1)
     aligner.release(lambda p: True, 5)
-    assert aligner.next_timestamp("base") is None
+    assert aligner.next_record("base") is None

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import gc
+from typing import Any
 
 import orjson
-from aiokafka.structs import ConsumerRecord
+from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from streams.contract.envelope import read_envelope, source_key
 from streams.ingest.stage import held
@@ -45,17 +46,36 @@ def test_a_held_record_leaves_the_cycle_collector_at_its_first_young_collection(
     assert not any(gc.is_tracked(entry) for entry in kept)
 
 
-def test_an_envelope_gives_the_next_held_record_time_of_the_sources_behind_only() -> None:
+def test_an_envelope_gives_the_event_time_of_the_next_held_record_of_its_sources_behind() -> None:
     """The fold holds a source behind no earlier than its next record: the envelope carries
-    that time for the sources it names behind, and for no other (a caught-up source's next
-    record, if any, says nothing about a backlog)."""
+    that record's event time (not its record timestamp: a producer stamping the send time
+    replays history with timestamps far ahead of the events), for the sources it names
+    behind only, and none for a next record that is not valid."""
     settings = load_settings()
     ingest, producer = make_ingest(settings)
-    installs = settings.topic("touchpoint.installs")
+    installs, orders = settings.topic("touchpoint.installs"), settings.topic("touchpoint.orders")
     batch = records([(installs, orjson.dumps(valid(0)), None)])
+    sent_later = 1_900_000_000_000  # the record timestamp: far after the event
     base = source_key(settings.topic("touchpoint.subscriber-base"), 0)
-    installs_0 = source_key(installs, 0)
-    asyncio.run(ingest.send(batch, {base}, None, None, {base: 86_400_000, installs_0: 5_000}))
+    snapshot = {**valid(1), "event_time": 1_764_547_200_000}
+    heads: dict[TopicPartition, Any] = {
+        TopicPartition(settings.topic("touchpoint.subscriber-base"), 0): (
+            sent_later,
+            7,
+            None,
+            orjson.dumps(snapshot),
+        ),
+        TopicPartition(orders, 0): (sent_later, 3, None, b"not an event"),
+        TopicPartition(installs, 0): (sent_later, 9, None, orjson.dumps(valid(2))),
+        TopicPartition(orders, 1): None,  # nothing held of it
+    }
+    next_event_ms = asyncio.run(ingest.next_event_times(heads))
+    assert next_event_ms == {
+        base: 1_764_547_200_000,
+        source_key(installs, 0): valid(2)["event_time"],
+    }
+    asyncio.run(ingest.send(batch, {base, source_key(orders, 0)}, None, None, next_event_ms))
     (envelope,) = [v for topic, v, _, _ in producer.sent if topic.endswith("envelopes")]
     content = read_envelope(envelope)
-    assert content.behind == [base] and content.next_ms == {base: 86_400_000}
+    assert content.behind == sorted([base, source_key(orders, 0)])
+    assert content.next_event_ms == {base: 1_764_547_200_000}

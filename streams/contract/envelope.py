@@ -13,7 +13,7 @@ twice as slow), for `subscriber_base` the active subscriber count, for `programm
 `[programme, indicator, value]`; `b` lists the sending ingest's sources that
 still had records to read when the batch was taken (a backlog: see the fold's watermark), `k`
 its other sources, `g` the group's other sources with records nobody committed, and `n`, for
-the sources of `b` whose next record the ingest already holds, that record's timestamp.
+the sources of `b` whose next record the ingest already holds, that record's event time.
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ class EnvelopeContent(NamedTuple):
     behind: list[str]  # the sending ingest's sources with records left to read
     caught_up: list[str]  # its other sources
     group_behind: list[str]  # the group's other sources with records nobody committed
-    next_ms: dict[str, int]  # for sources of `behind`: their next record's timestamp
+    next_event_ms: dict[str, int]  # for sources of `behind`: their next record's event time
 
 
 def encode_envelope(
@@ -97,7 +97,7 @@ def encode_envelope(
     behind: list[str] | None = None,
     caught_up: list[str] | None = None,
     group_behind: list[str] | None = None,
-    next_ms: dict[str, int] | None = None,
+    next_event_ms: dict[str, int] | None = None,
 ) -> bytes:
     return orjson.dumps(
         {
@@ -105,7 +105,7 @@ def encode_envelope(
             "b": behind or [],
             "k": caught_up or [],
             "g": group_behind or [],
-            "n": next_ms or {},
+            "n": next_event_ms or {},
         }
     )
 

@@ -38,10 +38,10 @@ class Aligner(Generic[P]):
         buffer = self.buffers.get(partition)
         return len(buffer) if buffer else 0
 
-    def next_timestamp(self, partition: P) -> int | None:
-        """The record timestamp of the partition's next record to release, if one is held."""
+    def next_record(self, partition: P) -> Any | None:
+        """The partition's next record to release, if one is held."""
         buffer = self.buffers.get(partition)
-        return buffer[0][0] if buffer else None
+        return buffer[0] if buffer else None
 
     def waiting(self, assigned: Iterable[P], caught_up: Callable[[P], bool], now: float) -> set[P]:
         """Partitions that hold the merge back: nothing buffered, more on the broker, and

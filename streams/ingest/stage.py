@@ -267,14 +267,10 @@ class Ingest:
                     # and the group's other partitions with records nobody committed yet
                     mine = {source_key(tp.topic, tp.partition) for tp in assigned}
                     others = group_backlog.behind - mine
-                    # where the merge goes on in each source it holds records of: the fold
-                    # holds a source behind no earlier than its next record
-                    next_ms = {
-                        source_key(tp.topic, tp.partition): timestamp
-                        for tp in assigned
-                        if (timestamp := aligner.next_timestamp(tp)) is not None
-                    }
-                    acked = await self.send(released, behind, assigned, others, next_ms)
+                    next_event_ms = await self.next_event_times(
+                        {tp: aligner.next_record(tp) for tp in assigned}
+                    )
+                    acked = await self.send(released, behind, assigned, others, next_event_ms)
                     offsets: dict[TopicPartition, int] = {}
                     for tp, (_, offset, _, _) in released:
                         offsets[tp] = offset + 1
@@ -301,6 +297,22 @@ class Ingest:
             self.stats.running = False
             await consumer.stop()
             self._stopped.set()
+
+    async def next_event_times(self, heads: dict[TopicPartition, Held | None]) -> dict[str, int]:
+        """Where each source goes on: the event time of its next record, for the sources
+        whose next record the merge holds (`heads`) and is valid (else it is dead-lettered
+        when released). The fold holds a source behind no earlier than that."""
+        await self.decoder.prefetch(head[3] for head in heads.values() if head is not None)
+        out: dict[str, int] = {}
+        for tp, head in heads.items():
+            if head is None:
+                continue
+            try:
+                event_time = validate_event(self.decoder.decode(head[3]))["event_time"]
+            except InvalidEvent:
+                continue
+            out[source_key(tp.topic, tp.partition)] = event_time
+        return out
 
     @staticmethod
     async def _commit(consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
@@ -335,7 +347,7 @@ class Ingest:
         behind: set[str] | None = None,
         assigned: set[TopicPartition] | None = None,
         group_behind: set[str] | None = None,
-        next_ms: dict[str, int] | None = None,
+        next_event_ms: dict[str, int] | None = None,
     ) -> asyncio.Future[Any]:
         """Records in merge order -> envelopes and dead letters, sent; the returned future
         completes when the broker has acknowledged all of them."""
@@ -392,7 +404,7 @@ class Ingest:
             {source_key(tp.topic, tp.partition) for tp in assigned or ()} - behind_set
         )
         others = sorted(group_behind or ())
-        next_of_behind = {s: t for s, t in (next_ms or {}).items() if s in behind_set}
+        next_of_behind = {s: t for s, t in (next_event_ms or {}).items() if s in behind_set}
         for partition, entries in by_partition.items():
             for start in range(0, len(entries), MAX_ENVELOPE_ENTRIES):
                 chunk = entries[start : start + MAX_ENVELOPE_ENTRIES]

@@ -69,12 +69,12 @@ class PartitionState:
         behind: Iterable[str] = (),
         caught_up: Iterable[str] = (),
         group_behind: Iterable[str] = (),
-        next_ms: Mapping[str, int] | None = None,
+        next_event_ms: Mapping[str, int] | None = None,
     ) -> None:
         """Fold one envelope's entries (rows as `read_envelope` gives them, or `Entry`s);
         the watermark moves between envelopes. `behind` and `caught_up`: the sending
-        ingest's sources with and without records left to read; `next_ms`: the timestamps
-        of the next records it holds of the sources behind."""
+        ingest's sources with and without records left to read; `next_event_ms`: the event
+        times of the next records it holds of the sources behind."""
         clock = self.clock
         clock.refresh(now_ms)
         first_oldest = None
@@ -132,7 +132,7 @@ class PartitionState:
         counts.scored += scored
         counts.replayed += replayed
         self.newest_ingest_ms = newest_ingest_ms
-        clock.track_backlogs(behind, caught_up, now_ms, group_behind, first_oldest, next_ms)
+        clock.track_backlogs(behind, caught_up, now_ms, group_behind, first_oldest, next_event_ms)
         clock.refresh(now_ms)
 
     def _admit(

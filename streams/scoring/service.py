@@ -190,8 +190,8 @@ class ScoringService:
         if value and replayed:  # already in this state: a re-delivery after a rebalance
             state.counts.replayed += len(read_envelope(value)[0])
         elif value:
-            entries, behind, caught_up, group_behind, next_ms = read_envelope(value)
-            state.apply(entries, _wall_ms(), behind, caught_up, group_behind, next_ms)
+            entries, behind, caught_up, group_behind, next_event_ms = read_envelope(value)
+            state.apply(entries, _wall_ms(), behind, caught_up, group_behind, next_event_ms)
             runtime.last_envelope = runtime.last_idle_advance = now
             runtime.busy_at_envelope = self.busy_s
             runtime.backlog = backlog or bool(behind)

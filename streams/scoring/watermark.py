@@ -7,14 +7,13 @@ topics of very different volume feed one partition at their own pace, so the new
 seen would let a fast source declare a slow one's events late. A source whose last envelope
 said it still had a backlog on the broker stays in the minimum for `behind_source_idle_ms`
 instead: a rebalance or a crashed worker silences it for longer than the idle time, and the
-other sources' event time must not run ahead of its unread records. Such a source counts
-at its next record's timestamp when its ingest already holds that record: the ingest's merge
-releases records in timestamp order, so nothing older comes from it (a source with one
-record a day, the daily subscriber snapshots, would otherwise hold every window of a replay a
-day past its end). Record timestamps stand for event time here as in the merge: `cemi
-produce` stamps the event time, and a live producer's send time is not earlier. An event
-older than the watermark minus the allowed lateness is late; a window is final by
-`streams.core.windows.is_final`, the rule the network level uses too.
+other sources' event time must not run ahead of its unread records. When its ingest already
+holds its next record, such a source counts at that record's event time rather than at its
+last one's: a source with one record a day (the daily subscriber snapshots) would otherwise
+hold every window of a replay a day past its end. Both stand for the same thing, how far the
+source got in event time, on the same assumption: a source's records come roughly in event
+time order. An event older than the watermark minus the allowed lateness is late; a window
+is final by `streams.core.windows.is_final`, the rule the network level uses too.
 """
 
 from __future__ import annotations
@@ -58,7 +57,7 @@ class Watermark:
         now_ms: int,
         group_behind: Iterable[str] = (),
         first_oldest: int | None = None,
-        next_ms: Mapping[str, int] | None = None,
+        next_event_ms: Mapping[str, int] | None = None,
     ) -> None:
         """A source with records left holds the watermark even before it delivered anything
         here (its events may be hours behind the others'), for as long as its ingest keeps
@@ -66,26 +65,26 @@ class Watermark:
         is held where the watermark is, or, on the partition's first envelope (no watermark
         yet), at that envelope's oldest event: one batch of history can span hours, and the
         silent source's records may start as early as the envelope's. A source whose next
-        record is known (`next_ms`) is held no earlier than that record."""
+        record's event time is known (`next_event_ms`) is held no earlier than that."""
         sources = self.sources
         hold = self.ms
         if hold is None:
             hold = first_oldest
         if hold is None and sources:
             hold = min(newest for newest, _, _ in sources.values())
-        next_ms = next_ms or {}
+        next_event_ms = next_event_ms or {}
         for source in behind:
             seen_from = sources.get(source)
-            next_record_ms = next_ms.get(source)
+            next_event = next_event_ms.get(source)
             if seen_from is None:
                 if hold is not None:
-                    at = hold if next_record_ms is None else max(hold, next_record_ms)
+                    at = hold if next_event is None else max(hold, next_event)
                     sources[source] = [at, now_ms, HOLDING]
             else:
                 seen_from[1] = now_ms
                 seen_from[2] = HOLDING
-                if next_record_ms is not None and next_record_ms > seen_from[0]:
-                    seen_from[0] = next_record_ms
+                if next_event is not None and next_event > seen_from[0]:
+                    seen_from[0] = next_event
         for source in group_behind:
             seen_from = sources.get(source)
             if seen_from is None:

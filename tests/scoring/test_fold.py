@@ -152,8 +152,8 @@ def test_a_source_behind_whose_next_record_is_held_counts_at_that_record_not_at_
     evening = entries(
         small_plan, [event("install", "2026-11-05 23:00", **install)], sources=1, first_offset=1
     )
-    state.apply([*snapshots, *morning], NOW, behind=["base"], next_ms={"base": tomorrow})
-    state.apply(evening, NOW + 1_000, behind=["base"], next_ms={"base": tomorrow})
+    state.apply([*snapshots, *morning], NOW, behind=["base"], next_event_ms={"base": tomorrow})
+    state.apply(evening, NOW + 1_000, behind=["base"], next_event_ms={"base": tomorrow})
     assert state.watermark_ms == local_ms("2026-11-05 23:00")
 
     unknown = PartitionState(0, CONFIG)  # its next record not fetched yet: held at its last
@@ -162,8 +162,8 @@ def test_a_source_behind_whose_next_record_is_held_counts_at_that_record_not_at_
     assert unknown.watermark_ms == local_ms("2026-11-05 00:00")
 
     silent = PartitionState(0, CONFIG)  # reported behind before it delivered anything here
-    silent.apply(morning, NOW, behind=["base"], next_ms={"base": tomorrow})
-    silent.apply(evening, NOW + 1_000, behind=["base"], next_ms={"base": tomorrow})
+    silent.apply(morning, NOW, behind=["base"], next_event_ms={"base": tomorrow})
+    silent.apply(evening, NOW + 1_000, behind=["base"], next_event_ms={"base": tomorrow})
     assert silent.watermark_ms == local_ms("2026-11-05 23:00")
 
 
