@@ -303,6 +303,7 @@ class Ingest:
         whose next record the merge holds (`heads`) and is valid (else it is dead-lettered
         when released). The fold holds a source behind no earlier than that."""
         await self.decoder.prefetch(head[3] for head in heads.values() if head is not None)
+        latest_ms = int(time.time() * 1000) + self.settings.max_future_ms
         out: dict[str, int] = {}
         for tp, head in heads.items():
             if head is None:
@@ -311,7 +312,8 @@ class Ingest:
                 event_time = validate_event(self.decoder.decode(head[3]))["event_time"]
             except InvalidEvent:
                 continue
-            out[source_key(tp.topic, tp.partition)] = event_time
+            if event_time <= latest_ms:  # else dead-lettered as from the future
+                out[source_key(tp.topic, tp.partition)] = event_time
         return out
 
     @staticmethod
@@ -408,7 +410,12 @@ class Ingest:
         for partition, entries in by_partition.items():
             for start in range(0, len(entries), MAX_ENVELOPE_ENTRIES):
                 chunk = entries[start : start + MAX_ENVELOPE_ENTRIES]
-                envelope = encode_envelope(chunk, lagging, caught_up, others, next_of_behind)
+                # where the sources go on is past the whole batch: said by its last envelope
+                # only (the fold's watermark would run ahead of the next chunk's entries)
+                last = start + MAX_ENVELOPE_ENTRIES >= len(entries)
+                envelope = encode_envelope(
+                    chunk, lagging, caught_up, others, next_of_behind if last else None
+                )
                 outgoing.append((envelopes, envelope, None, partition))
             self.stats.enveloped += len(entries)
         # Sent in order (a partition's envelopes keep batch order), then awaited together:

@@ -24,7 +24,7 @@ from streams.contract.envelope import Entry
 from streams.core.plan import ScoringPlan
 from streams.scoring.outbox import late_record, unit_cap_record
 from streams.settings import load_settings
-from streams.tools.simulate.generator import Generator
+from streams.tools.simulate.generator import Generator, Incident
 from streams.topics import Topics
 from streams.wire import fast_writer
 from streams.wire.codec import InvalidRecord, encode
@@ -239,7 +239,14 @@ def test_the_records_the_scorer_publishes_are_written_as_fastavro_writes_them(
         assert outputs.score_message(row)[1] == expected
 
     late = STORE.current_record("LateEvent")
-    for offset, event in enumerate(Generator(seed=8).events(500)):
+    # an install backlog brings its recovery programme's updates: they have no service
+    backlog = Incident("install_backlog", "HPG", 1_793_000_000_000, 1_793_100_000_000)
+    generator = Generator(
+        units=("HPG",), start_ms=1_793_000_000_000, span_ms=200_000_000, incidents=(backlog,)
+    )
+    events = list(generator.events(500))
+    assert any(e["type"] == "programme_update" for e in events)
+    for offset, event in enumerate(events):
         entry = Entry(
             event["unit"],
             f"cx.events#{offset % 6}",
@@ -248,7 +255,7 @@ def test_the_records_the_scorer_publishes_are_written_as_fastavro_writes_them(
             event["event_time"],
             event["event_time"] + 5,
             event["type"],
-            event["service"],
+            event.get("service"),
             [],
         )
         record = late_record(entry, 1_793_500_000_000, 3_600_000)
